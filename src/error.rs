@@ -1,0 +1,67 @@
+//! One error type, three exit codes: the s6/execline convention.
+//!
+//! * `Usage`   → 100 (bad command line, invalid profile name)
+//! * `Refused` → 1   (the operation could not be done: not registered, s6 refused, timed out)
+//! * `System`  → 111 (a system call failed: EACCES, ENOSPC, EROFS, …)
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+#[derive(Debug)]
+pub enum Error {
+    Usage(String),
+    Refused(String),
+    System(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 100,
+            Error::Refused(_) => 1,
+            Error::System(_) => 111,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Usage(m) | Error::Refused(m) | Error::System(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// `unable to <what> <path>: <os error>` — the skarnet wording, always naming the file.
+pub fn sys(what: &str, path: &Path, e: io::Error) -> Error {
+    Error::System(format!("unable to {} {}: {}", what, path.display(), os_text(&e)))
+}
+
+/// The OS error text without Rust's " (os error N)" suffix.
+pub fn os_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+pub fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+pub fn refused(msg: impl Into<String>) -> Error {
+    Error::Refused(msg.into())
+}
+
+/// Print a warning in the uniform format; warnings never change the exit code.
+pub fn warn(msg: impl fmt::Display) {
+    eprintln!("hermes-s6: warning: {}", msg);
+}
