@@ -9,6 +9,7 @@ pub mod sha256; // FIPS 180-4, for the port
 pub mod profile; // names, homes, ports, the environment
 pub mod procfs; // /proc/PID/stat start time
 pub mod fsutil; // write-new-then-rename, locks, no-follow opens
+pub mod clock; // now, ISO-8601 UTC formatting/parsing
 
 // files in a profile home
 pub mod state; // gateway_state.json
