@@ -24,5 +24,6 @@ pub mod control; // s6-svc / s6-svscanctl wrappers
 
 // commands
 pub mod lifecycle; // run / finish decision table
+pub mod ops; // register / unregister / start / stop / restart
 pub mod status; // status / list / pid
 pub mod reconcile; // boot reconciliation

@@ -1,1 +1,233 @@
-//! TODO
+//! Boot reconciliation (SPEC §5) and the one root step before it
+//! (`init-scandir`, SPEC §4).
+
+use crate::bootlog::{self, Entry};
+use crate::clock;
+use crate::error::{refused, sys, warn, Result};
+use crate::fsutil;
+use crate::profile::{self, Config};
+use crate::slot::{self, Spec};
+use crate::state;
+use crate::svstat;
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// The root scandir of s6-overlay: the compatibility layout.
+pub const ROOT_SCANDIR: &str = "/run/service";
+
+/// `default`, then every real profile in name order. Bad entries are skipped
+/// with a warning; one bad profile never stops the others.
+pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
+    let mut out = vec![profile::DEFAULT.to_string()];
+    let dir = cfg.hermes_home.join("profiles");
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            warn(format_args!("unable to read {}: {}; only the default profile", dir.display(), crate::error::os_text(&e)));
+            return Ok(out);
+        }
+    };
+    let mut names = Vec::new();
+    for ent in rd.flatten() {
+        let path = ent.path();
+        // Symlinked profile dirs are not followed (file_type is lstat's).
+        if !ent.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+            warn(format_args!("skipping {}: name is not UTF-8", path.display()));
+            continue;
+        };
+        match fs::symlink_metadata(path.join("SOUL.md")) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                warn(format_args!("skipping profile directory {}: {}", path.display(), crate::error::os_text(&e)));
+                continue;
+            }
+        }
+        if name == profile::DEFAULT {
+            warn(format_args!(
+                "skipping {}: 'default' is the root profile ($HERMES_HOME itself)",
+                path.display()
+            ));
+            continue;
+        }
+        if let Err(e) = profile::validate(&name) {
+            warn(format_args!("skipping {}: {}", path.display(), e));
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort_unstable();
+    out.extend(names);
+    Ok(out)
+}
+
+/// Bring an existing slot's `down` file in line with the intent, without
+/// touching a running supervisor.
+fn sync_down(dir: &Path, autostart: bool) -> Result<()> {
+    let down = dir.join("down");
+    if autostart {
+        fsutil::remove_file(&down)?;
+    } else if fs::symlink_metadata(&down).is_err() {
+        fs::write(&down, b"").map_err(|e| sys("create", &down, e))?;
+    }
+    Ok(())
+}
+
+/// Reconcile one profile; returns its boot-log entry.
+fn one(cfg: &Config, p: &str, dry_run: bool) -> Result<Entry> {
+    let home = cfg.home(p);
+    let st = state::load(&home).unwrap_or_else(|e| {
+        warn(format_args!("profile '{}': {}; treating as no prior state", p, e));
+        None
+    });
+    let prior = state::resolve_intent(st.as_ref()).map(str::to_string);
+    let started = state::autostarts(prior.as_deref());
+    let entry = Entry {
+        profile: p.to_string(),
+        prior_state: prior,
+        started,
+        prior_exit: bootlog::prior_exit(&home),
+    };
+    if dry_run {
+        return Ok(entry);
+    }
+    // Runtime leftovers of the previous container; gateway.lock is the
+    // gateway's own business.
+    for f in ["gateway.pid", "processes.json"] {
+        fsutil::remove_file(&home.join(f))?;
+    }
+    let dir = cfg.slot_dir(p);
+    if slot::is_registered(cfg, p) {
+        if svstat::is_supervised(&dir)? {
+            sync_down(&dir, started)?;
+            return Ok(entry);
+        }
+        // Unsupervised leftover: rebuild it from scratch.
+        slot::remove_tree(&dir)?;
+    }
+    slot::publish(cfg, &Spec::new(cfg, p, started))?;
+    Ok(entry)
+}
+
+/// `hermes-s6 reconcile [--dry-run]`.
+pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
+    let profiles = real_profiles(cfg)?;
+    if !dry_run {
+        fsutil::ensure_dir(&cfg.scandir, 0o755)?;
+        slot::sweep_tmp(cfg)?;
+        for p in slot::list(cfg)? {
+            if !profiles.contains(&p) {
+                if let Err(e) = slot::unpublish(cfg, &p, Duration::from_millis(10_000)) {
+                    warn(e);
+                }
+            }
+        }
+    }
+    let mut entries = Vec::with_capacity(profiles.len());
+    for p in &profiles {
+        match one(cfg, p, dry_run) {
+            Ok(e) => {
+                println!("{}", e.stdout_line());
+                entries.push(e);
+            }
+            Err(e) => warn(format_args!("profile '{}' skipped: {}", p, e)),
+        }
+    }
+    if !dry_run {
+        let ts = clock::boot_log_stamp(clock::now().0);
+        if let Err(e) = bootlog::append(&cfg.hermes_home, &ts, &entries) {
+            warn(e);
+        }
+        if let Ok(false) = slot::rescan(cfg) {
+            // cont-init.d runs before the nested scanner starts: it scans at start.
+        }
+    }
+    Ok(entries)
+}
+
+/// Open `path` as a directory without following a symlink.
+fn open_dir_nofollow(path: &Path) -> Result<i32> {
+    open_nofollow(path, libc::O_RDONLY | libc::O_DIRECTORY)
+}
+
+fn open_nofollow(path: &Path, flags: i32) -> Result<i32> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| refused(format!("bad path {}", path.display())))?;
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(sys("open", path, std::io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+/// fchown + fchmod on an fd we opened without following links.
+fn own(fd: i32, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
+    // SAFETY: fd is open.
+    let r = unsafe { libc::fchown(fd, uid, gid) };
+    let r2 = if r == 0 { unsafe { libc::fchmod(fd, mode) } } else { r };
+    let err = std::io::Error::last_os_error();
+    unsafe { libc::close(fd) };
+    if r2 != 0 {
+        return Err(sys("chown/chmod", path, err));
+    }
+    Ok(())
+}
+
+/// `hermes-s6 init-scandir` (cont-init.d, root). Nested layout: create the
+/// scandir empty, on every boot, owned by the hermes user, under a parent
+/// only root can write. Root-scandir layout: open the scandir (sticky, so
+/// hermes cannot touch root's own services) and its scanner's control FIFO
+/// to the hermes group.
+pub fn init_scandir(cfg: &Config) -> Result<()> {
+    let (uid, gid) = profile::resolve_user(&cfg.user, Path::new("/etc"))?;
+    let scandir = &cfg.scandir;
+    if scandir == Path::new(ROOT_SCANDIR) {
+        let fd = open_dir_nofollow(scandir)?;
+        own(fd, scandir, 0, gid, 0o1775)?;
+        let ctl = scandir.join(".s6-svscan");
+        if fs::symlink_metadata(&ctl).is_ok() {
+            own(open_dir_nofollow(&ctl)?, &ctl, 0, gid, 0o710)?;
+            let fifo = ctl.join("control");
+            let fd = open_nofollow(&fifo, libc::O_RDONLY)?;
+            let m = fs::symlink_metadata(&fifo).map_err(|e| sys("stat", &fifo, e))?;
+            if m.mode() & libc::S_IFMT != libc::S_IFIFO {
+                unsafe { libc::close(fd) };
+                return Err(refused(format!("{} is not a FIFO", fifo.display())));
+            }
+            own(fd, &fifo, 0, gid, 0o660)?;
+        }
+        return Ok(());
+    }
+    let parent = scandir
+        .parent()
+        .ok_or_else(|| refused(format!("bad scan directory {}", scandir.display())))?;
+    fs::create_dir_all(parent).map_err(|e| sys("mkdir", parent, e))?;
+    let pm = fs::symlink_metadata(parent).map_err(|e| sys("stat", parent, e))?;
+    if !pm.is_dir() || pm.uid() != 0 || pm.mode() & 0o022 != 0 {
+        return Err(refused(format!(
+            "refusing to prepare {}: its parent must be a root-owned directory that only root can write",
+            scandir.display()
+        )));
+    }
+    if let Ok(m) = fs::symlink_metadata(scandir) {
+        if m.is_dir() {
+            // Docker keeps /run across `docker restart`: a deleted profile's
+            // slot must not come back. remove_dir_all never follows links.
+            slot::remove_tree(scandir)?;
+        } else {
+            fs::remove_file(scandir).map_err(|e| sys("remove", scandir, e))?;
+        }
+    }
+    fs::create_dir(scandir).map_err(|e| sys("mkdir", scandir, e))?;
+    own(open_dir_nofollow(scandir)?, scandir, uid, gid, 0o755)
+}

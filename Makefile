@@ -1,0 +1,82 @@
+# hermes-s6 — build, test, install. `make help` lists the targets.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DESTDIR    ?=
+SHEBANGDIR ?= /command
+SERVICE_STYLE ?= s6-rc
+# with-contenv exists only under s6-overlay (/command); elsewhere the
+# scripts do without it.
+WITH_CONTENV ?= $(if $(filter /command,$(SHEBANGDIR)),$(SHEBANGDIR)/with-contenv,)
+
+TARGET  := x86_64-unknown-linux-musl
+BIN     := target/$(TARGET)/release/hermes-s6
+CARGO   ?= cargo
+export HERMES_S6_SHEBANGDIR_DEFAULT := $(SHEBANGDIR)
+
+.PHONY: all deps build test test-unit test-e2e demo install bench stress clean help
+
+all: build
+
+help:
+	@echo "make            build $(BIN) (static, musl)"
+	@echo "make test       every test: unit, real-s6 integration, container end-to-end"
+	@echo "make demo       boot the test container, show gateways surviving a restart"
+	@echo "make bench      benchmarks (docs/PERFORMANCE.md)"
+	@echo "make install DESTDIR= PREFIX= SHEBANGDIR= SERVICE_STYLE=s6-rc|services.d"
+
+# Install what a fresh Debian machine lacks (or say exactly what to run).
+deps:
+	@sh tools/deps.sh
+
+build: deps $(BIN)
+
+$(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs) $(wildcard execline/*)
+	$(CARGO) build --release --locked --target $(TARGET)
+
+test: build
+	$(CARGO) test --locked -- --test-threads=4
+	bash tests/e2e/run-all.sh
+
+test-unit: deps
+	$(CARGO) test --locked --lib
+
+test-e2e: build
+	bash tests/e2e/run-all.sh
+
+demo: build
+	bash tests/demo.sh
+
+bench: build
+	bash bench/run.sh
+
+stress: build
+	bash tests/stress.sh
+
+# Fill @SHEBANGDIR@/@WITH_CONTENV@/@BINDIR@ in an installed script.
+define subst
+	sed -e 's|@SHEBANGDIR@|$(SHEBANGDIR)|g' \
+	    -e 's|@WITH_CONTENV@|$(if $(WITH_CONTENV),$(WITH_CONTENV)\n,)|g' \
+	    -e 's|@BINDIR@|$(BINDIR)|g' $(1) > $(2) && chmod 0755 $(2)
+endef
+
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/cont-init.d
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/hermes-s6
+	$(call subst,cont-init.d/50-hermes-scandir,$(DESTDIR)/etc/cont-init.d/50-hermes-scandir)
+	$(call subst,cont-init.d/60-hermes-reconcile,$(DESTDIR)/etc/cont-init.d/60-hermes-reconcile)
+ifeq ($(SERVICE_STYLE),services.d)
+	install -d $(DESTDIR)/etc/services.d/hermes-svscan
+	$(call subst,execline/hermes-svscan-run,$(DESTDIR)/etc/services.d/hermes-svscan/run)
+else ifeq ($(SERVICE_STYLE),s6-rc)
+	install -d $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/dependencies.d \
+	           $(DESTDIR)/etc/s6-overlay/s6-rc.d/user/contents.d
+	$(call subst,execline/hermes-svscan-run,$(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/run)
+	echo longrun > $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/type
+	: > $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/dependencies.d/base
+	: > $(DESTDIR)/etc/s6-overlay/s6-rc.d/user/contents.d/hermes-svscan
+else
+	@echo "SERVICE_STYLE must be s6-rc or services.d" >&2; exit 100
+endif
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,281 @@
+//! Operator commands: register, unregister, start, stop, restart.
+//!
+//! The order of every step is the point (SPEC §2, §3.3):
+//! * intent is persisted *before* s6 is told anything, so a container stop
+//!   in between never loses it;
+//! * a stop's marker goes into the **target** profile's home, before the
+//!   signal (upstream #103772);
+//! * when s6 refuses, the previous `desired_state` is restored and the marker
+//!   deleted: a failed command leaves every file as it was.
+
+use crate::control;
+use crate::error::{refused, warn, Error, Result};
+use crate::lifecycle::Tally;
+use crate::marker;
+use crate::profile::{self, Config};
+use crate::slot::{self, Spec};
+use crate::state;
+use crate::svstat::{self, Status};
+use std::path::Path;
+use std::time::Duration;
+
+pub const DEFAULT_WAIT_MS: u64 = 10_000;
+
+/// `--wait [--timeout MS]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    pub wait: bool,
+    pub timeout: Duration,
+}
+
+impl Default for Wait {
+    fn default() -> Self {
+        Wait {
+            wait: false,
+            timeout: Duration::from_millis(DEFAULT_WAIT_MS),
+        }
+    }
+}
+
+/// How long to wait for a freshly published slot to be supervised.
+const SUPERVISE_WAIT: Duration = Duration::from_millis(5000);
+
+fn no_such(cfg: &Config, p: &str) -> Error {
+    refused(format!(
+        "no such gateway '{}': no slot in {} and {} has no SOUL.md",
+        p,
+        cfg.scandir.display(),
+        cfg.home(p).display()
+    ))
+}
+
+/// Set `desired_state`, returning the previous value for a rollback.
+fn set_desired(home: &Path, v: &str) -> Result<Option<String>> {
+    let mut prev = None;
+    state::update(home, |s| {
+        prev = s.desired_state().map(str::to_string);
+        s.set_str("desired_state", v);
+    })?;
+    Ok(prev)
+}
+
+fn restore_desired(home: &Path, prev: Option<String>) {
+    let r = state::update(home, |s| match &prev {
+        Some(v) => s.set_str("desired_state", v),
+        None => s.remove("desired_state"),
+    });
+    if let Err(e) = r {
+        warn(format_args!("could not restore desired_state: {}", e));
+    }
+}
+
+/// `register P [--start]`.
+pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
+    profile::validate(p)?;
+    if !cfg.is_real(p) {
+        return Err(no_such(cfg, p));
+    }
+    if start {
+        set_desired(&cfg.home(p), "running")?;
+    }
+    slot::publish(cfg, &Spec::new(cfg, p, start))?;
+    if !slot::rescan(cfg)? {
+        warn(format_args!(
+            "no s6-svscan listens on {}: gateway-{} is picked up at its next scan",
+            cfg.scandir.display(),
+            p
+        ));
+    }
+    Ok(())
+}
+
+/// `unregister P`: not registered → no-op.
+pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+    profile::validate(p)?;
+    let dir = cfg.slot_dir(p);
+    if slot::is_registered(cfg, p) {
+        // A planned stop, so a hermes gateway exits cleanly; the intent is
+        // left alone (the profile's files are untouched).
+        if let Some(pid) = up_pid(&dir)? {
+            if let Err(e) = marker::write(&cfg.home(p), pid as u32, None) {
+                warn(e);
+            }
+        }
+    }
+    slot::unpublish(cfg, p, w.timeout.max(Duration::from_millis(DEFAULT_WAIT_MS)))?;
+    Ok(())
+}
+
+fn up_pid(dir: &Path) -> Result<Option<u64>> {
+    Ok(svstat::read(dir)?.filter(|s| s.up && s.pid > 0).map(|s| s.pid))
+}
+
+/// Make sure P has a slot that a supervisor runs; registers a missing slot of
+/// a real profile (down, the caller brings it up).
+fn ensure_slot(cfg: &Config, p: &str) -> Result<()> {
+    if !slot::is_registered(cfg, p) {
+        if !cfg.is_real(p) {
+            return Err(no_such(cfg, p));
+        }
+        slot::publish(cfg, &Spec::new(cfg, p, false))?;
+        eprintln!(
+            "hermes-s6: registered the s6 gateway slot for profile '{}'",
+            p
+        );
+        slot::rescan(cfg)?;
+    }
+    let dir = cfg.slot_dir(p);
+    if !slot::wait_supervised(&dir, SUPERVISE_WAIT)? {
+        return Err(refused(format!(
+            "profile '{}': {} is not supervised (is s6-svscan running on {}?)",
+            p,
+            dir.display(),
+            cfg.scandir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn wants_ready(dir: &Path) -> bool {
+    dir.join("notification-fd").exists()
+}
+
+fn is_up(st: &Status, dir: &Path, not_pid: u64) -> bool {
+    st.up && st.pid != not_pid && (!wants_ready(dir) || st.ready)
+}
+
+fn wait_for(p: &str, what: &str, w: Wait, mut cond: impl FnMut(&Status) -> bool, dir: &Path) -> Result<()> {
+    if !w.wait {
+        return Ok(());
+    }
+    let ok = control::wait_until(w.timeout, || Ok(svstat::read(dir)?.is_some_and(|s| cond(&s))))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(refused(format!(
+            "profile '{}': timed out after {} ms waiting for the gateway to be {}",
+            p,
+            w.timeout.as_millis(),
+            what
+        )))
+    }
+}
+
+/// `start P`.
+pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+    profile::validate(p)?;
+    let home = cfg.home(p);
+    if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
+        return Err(no_such(cfg, p));
+    }
+    let prev = set_desired(&home, "running")?;
+    let dir = cfg.slot_dir(p);
+    let sent = ensure_slot(cfg, p).and_then(|_| {
+        let _ = Tally::clear(&dir);
+        control::svc(&dir, "u")
+    });
+    if let Err(e) = sent {
+        restore_desired(&home, prev);
+        return Err(e);
+    }
+    wait_for(p, "up", w, |s| is_up(s, &dir, 0), &dir)
+}
+
+/// `stop P`.
+pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+    profile::validate(p)?;
+    let home = cfg.home(p);
+    let dir = cfg.slot_dir(p);
+    if !slot::is_registered(cfg, p) {
+        if !cfg.is_real(p) {
+            return Err(no_such(cfg, p));
+        }
+        // Nothing runs; the intent still has to survive the next boot.
+        set_desired(&home, "stopped")?;
+        return Ok(());
+    }
+    let pid = up_pid(&dir)?;
+    let prev = set_desired(&home, "stopped")?;
+    let mut marked = false;
+    if let Some(pid) = pid {
+        match marker::write(&home, pid as u32, None) {
+            Ok(()) => marked = true,
+            Err(e) => {
+                restore_desired(&home, prev);
+                return Err(e);
+            }
+        }
+    }
+    if let Err(e) = control::svc(&dir, "d") {
+        restore_desired(&home, prev);
+        if marked {
+            let _ = marker::remove(&home);
+        }
+        return Err(e);
+    }
+    wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir)
+}
+
+/// `restart P`: comes back with a new pid even if it was stopped before.
+pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+    profile::validate(p)?;
+    let home = cfg.home(p);
+    if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
+        return Err(no_such(cfg, p));
+    }
+    let prev = set_desired(&home, "running")?;
+    let dir = cfg.slot_dir(p);
+    if let Err(e) = ensure_slot(cfg, p) {
+        restore_desired(&home, prev);
+        return Err(e);
+    }
+    let _ = Tally::clear(&dir);
+    let old = match up_pid(&dir) {
+        Ok(v) => v,
+        Err(e) => {
+            restore_desired(&home, prev);
+            return Err(e);
+        }
+    };
+    let mut marked = false;
+    if let Some(pid) = old {
+        match marker::write(&home, pid as u32, Some("restart")) {
+            Ok(()) => marked = true,
+            Err(e) => {
+                restore_desired(&home, prev);
+                return Err(e);
+            }
+        }
+    }
+    // `r` alone does not set want-up, and on a down service it does nothing:
+    // `r` then `u` restarts an up gateway and starts a down one.
+    if let Err(e) = control::svc(&dir, "ru") {
+        restore_desired(&home, prev);
+        if marked {
+            let _ = marker::remove(&home);
+        }
+        return Err(e);
+    }
+    let old = old.unwrap_or(0);
+    wait_for(p, "up again", w, |s| is_up(s, &dir, old), &dir)
+}
+
+/// Targets of `--all`: `start` takes every registered or real profile (so a
+/// new profile comes up too); `stop`/`restart` every registered slot.
+pub fn all(cfg: &Config, include_real: bool) -> Result<Vec<String>> {
+    let mut v = slot::list(cfg)?;
+    if include_real {
+        for p in crate::reconcile::real_profiles(cfg)? {
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+        v.sort_unstable();
+    }
+    // default first, as at boot
+    if let Some(i) = v.iter().position(|p| p == "default") {
+        let d = v.remove(i);
+        v.insert(0, d);
+    }
+    Ok(v)
+}
