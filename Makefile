@@ -11,7 +11,6 @@ WITH_CONTENV ?= $(if $(filter /command,$(SHEBANGDIR)),$(SHEBANGDIR)/with-contenv
 TARGET  := x86_64-unknown-linux-musl
 BIN     := target/$(TARGET)/release/hermes-s6
 CARGO   ?= cargo
-export HERMES_S6_SHEBANGDIR_DEFAULT := $(SHEBANGDIR)
 
 .PHONY: all deps build test test-unit test-e2e demo install bench stress clean help
 
@@ -31,7 +30,7 @@ deps:
 build: deps $(BIN)
 
 $(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs) $(wildcard execline/*)
-	$(CARGO) build --release --locked --target $(TARGET)
+	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) $(CARGO) build --release --locked --target $(TARGET)
 
 test: build
 	$(CARGO) test --locked -- --test-threads=4

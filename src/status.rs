@@ -1,1 +1,217 @@
-//! TODO
+//! `status`, `list`, `pid`: s6's view and the persisted intent, read from
+//! files (`supervise/status`, `gateway_state.json`) without spawning a
+//! process per profile.
+
+use crate::clock;
+use crate::detect;
+use crate::error::{refused, warn, Result};
+use crate::json::Value;
+use crate::profile::{self, Config};
+use crate::reconcile;
+use crate::slot;
+use crate::state;
+use crate::svstat::{self, Status};
+
+/// Everything `status` says about one profile.
+#[derive(Debug, Default)]
+pub struct Row {
+    pub profile: String,
+    pub registered: bool,
+    /// `up`, `down`, `finishing`, `unsupervised` (slot without a supervisor)
+    /// or `none` (no slot).
+    pub s6: &'static str,
+    pub pid: Option<u64>,
+    pub seconds: Option<i64>,
+    pub want_up: Option<bool>,
+    pub ready: Option<bool>,
+    pub desired_state: Option<String>,
+    pub gateway_state: Option<String>,
+    pub exit_reason: Option<String>,
+    /// From s6: `exitcode N` or `signal SIGX` of the last death, when down.
+    pub last_exit: Option<String>,
+    pub port: u16,
+}
+
+fn last_exit(st: &Status) -> Option<String> {
+    if st.up {
+        return None;
+    }
+    if st.signal > 0 {
+        return Some(format!("signal {}", svstat::signal_name(st.signal)));
+    }
+    if st.exitcode >= 0 {
+        return Some(format!("exitcode {}", st.exitcode));
+    }
+    None
+}
+
+pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
+    let mut r = Row {
+        profile: p.to_string(),
+        registered: slot::is_registered(cfg, p),
+        s6: "none",
+        port: profile::port(p),
+        ..Row::default()
+    };
+    if r.registered {
+        match svstat::read(&cfg.slot_dir(p)) {
+            Ok(Some(st)) => {
+                r.s6 = if st.up {
+                    "up"
+                } else if st.finishing {
+                    "finishing"
+                } else {
+                    "down"
+                };
+                r.pid = (st.up && st.pid > 0).then_some(st.pid);
+                r.seconds = st.seconds_in_state(now);
+                r.want_up = Some(st.want_up);
+                r.ready = Some(st.ready);
+                r.last_exit = last_exit(&st);
+            }
+            Ok(None) => r.s6 = "unsupervised",
+            Err(e) => {
+                warn(e);
+                r.s6 = "unknown";
+            }
+        }
+    }
+    match state::load(&cfg.home(p)) {
+        Ok(Some(s)) => {
+            r.desired_state = s.desired_state().map(Into::into);
+            r.gateway_state = s.gateway_state().map(Into::into);
+            r.exit_reason = s.get_str("exit_reason").map(Into::into);
+        }
+        Ok(None) => {}
+        Err(e) => warn(e),
+    }
+    r
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+impl Row {
+    /// One `key=value` line: easy to read, easy to grep.
+    pub fn line(&self) -> String {
+        format!(
+            "profile={} slot={} s6={} pid={} seconds={} desired_state={} gateway_state={} last_exit={} exit_reason={} port={}",
+            self.profile,
+            if self.registered { "registered" } else { "none" },
+            self.s6,
+            opt(&self.pid),
+            opt(&self.seconds),
+            opt(&self.desired_state),
+            opt(&self.gateway_state),
+            self.last_exit.as_deref().unwrap_or("-").replace(' ', ":"),
+            opt(&self.exit_reason),
+            self.port
+        )
+    }
+
+    pub fn to_json(&self) -> Value {
+        fn s(v: &Option<String>) -> Value {
+            v.as_deref().map_or(Value::Null, Value::string)
+        }
+        fn b(v: Option<bool>) -> Value {
+            v.map_or(Value::Null, Value::Bool)
+        }
+        Value::Object(vec![
+            ("profile".into(), Value::string(&self.profile)),
+            ("registered".into(), Value::Bool(self.registered)),
+            ("s6".into(), Value::string(self.s6)),
+            ("up".into(), Value::Bool(self.s6 == "up")),
+            ("pid".into(), self.pid.map_or(Value::Null, Value::from_u64)),
+            ("seconds".into(), self.seconds.map_or(Value::Null, Value::from_i64)),
+            ("want_up".into(), b(self.want_up)),
+            ("ready".into(), b(self.ready)),
+            ("desired_state".into(), s(&self.desired_state)),
+            ("gateway_state".into(), s(&self.gateway_state)),
+            ("last_exit".into(), s(&self.last_exit)),
+            ("exit_reason".into(), s(&self.exit_reason)),
+            ("port".into(), Value::from_u64(self.port as u64)),
+        ])
+    }
+}
+
+/// Registered or real profiles, `default` first.
+fn profiles(cfg: &Config) -> Result<Vec<String>> {
+    let mut v = reconcile::real_profiles(cfg)?;
+    for p in slot::list(cfg)? {
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
+    v[1..].sort_unstable();
+    Ok(v)
+}
+
+/// `status [P] [--json]`.
+pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
+    let s6 = detect::detect();
+    let list = match one {
+        Some(p) => {
+            profile::validate(p)?;
+            if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
+                return Err(refused(format!("no such gateway '{}'", p)));
+            }
+            vec![p.to_string()]
+        }
+        None => profiles(cfg)?,
+    };
+    let now = clock::now().0;
+    let rows: Vec<Row> = list.iter().map(|p| row(cfg, p, now)).collect();
+    let mut out = String::new();
+    if as_json {
+        let doc = Value::Object(vec![
+            ("manager".into(), Value::string(if s6 { "s6" } else { "none" })),
+            ("scandir".into(), Value::string(&cfg.scandir.display().to_string())),
+            ("profiles".into(), Value::Array(rows.iter().map(Row::to_json).collect())),
+        ]);
+        doc.write(&mut out);
+        out.push('\n');
+    } else {
+        out.push_str(if s6 {
+            "Manager: s6 (container supervisor)\n"
+        } else {
+            "Manager: none\n"
+        });
+        for r in &rows {
+            out.push_str(&r.line());
+            out.push('\n');
+        }
+    }
+    print!("{}", out);
+    Ok(0)
+}
+
+/// `list`.
+pub fn list(cfg: &Config) -> Result<i32> {
+    let mut out = String::new();
+    for p in slot::list(cfg)? {
+        out.push_str(&p);
+        out.push('\n');
+    }
+    print!("{}", out);
+    Ok(0)
+}
+
+/// `pid P`: exit 1 when not up.
+pub fn pid(cfg: &Config, p: &str) -> Result<i32> {
+    profile::validate(p)?;
+    if !slot::is_registered(cfg, p) {
+        return Err(refused(format!("no s6 gateway slot for profile '{}'", p)));
+    }
+    match svstat::read(&cfg.slot_dir(p))? {
+        Some(st) if st.up && st.pid > 0 => {
+            println!("{}", st.pid);
+            Ok(0)
+        }
+        Some(_) => Err(refused(format!("the gateway of profile '{}' is not up", p))),
+        None => Err(refused(format!(
+            "the gateway of profile '{}' is not supervised",
+            p
+        ))),
+    }
+}
