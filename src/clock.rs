@@ -9,7 +9,10 @@ pub fn now() -> (i64, u32) {
     };
     // SAFETY: valid pointer to a timespec; CLOCK_REALTIME always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    (i64::from(ts.tv_sec), ts.tv_nsec as u32)
+    // time_t is 32-bit on some targets, hence the conversion
+    #[allow(clippy::useless_conversion)]
+    let secs = i64::from(ts.tv_sec);
+    (secs, ts.tv_nsec as u32)
 }
 
 /// Seconds since the epoch, now.
