@@ -131,7 +131,7 @@ fn sweep_temps(dir: &Path, prefix: &[u8], now: i64) {
         }
         let old = ent
             .metadata()
-            .map(|m| now - m.mtime() > STALE_TEMP_SECS)
+            .map(|m| now.saturating_sub(m.mtime()) > STALE_TEMP_SECS)
             .unwrap_or(false);
         if old || !pid_alive(pid) {
             let _ = fs::remove_file(ent.path());
