@@ -41,7 +41,12 @@ impl fmt::Display for Error {
 
 /// `unable to <what> <path>: <os error>` — the skarnet wording, always naming the file.
 pub fn sys(what: &str, path: &Path, e: io::Error) -> Error {
-    Error::System(format!("unable to {} {}: {}", what, path.display(), os_text(&e)))
+    Error::System(format!(
+        "unable to {} {}: {}",
+        what,
+        path.display(),
+        os_text(&e)
+    ))
 }
 
 /// The OS error text without Rust's " (os error N)" suffix.

@@ -1,1 +1,641 @@
-//! TODO
+//! Careful file operations for files in a profile home, which the unprivileged user controls:
+//! write-new-then-rename, reads that never follow a symlink or block on a FIFO, flock locks.
+//!
+//! Every refusal (symlink, FIFO, directory where a file belongs) is a System error (exit 111)
+//! naming the path, and leaves the path as it was.
+
+use crate::error::{sys, Error, Result};
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::path::Path;
+
+/// A temp file whose writer is alive is left alone unless it is older than this.
+const STALE_TEMP_SECS: i64 = 600;
+
+fn describe(m: &Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_symlink() {
+        "it is a symbolic link"
+    } else if t.is_dir() {
+        "it is a directory"
+    } else if t.is_fifo() {
+        "it is a FIFO"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn refuse(verb: &str, path: &Path, why: &str) -> Error {
+    Error::System(format!("refusing to {} {}: {}", verb, path.display(), why))
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+/// open(2) with raw flags (std cannot create a file opened read-only).
+fn open_raw(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+    let c = cpath(path)?;
+    // SAFETY: valid NUL-terminated path; the fd is owned by the File from here on.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn fchown(f: &File, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: valid fd.
+    if unsafe { libc::fchown(f.as_raw_fd(), uid, gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn fchmod(f: &File, mode: u32) -> io::Result<()> {
+    // SAFETY: valid fd.
+    if unsafe { libc::fchmod(f.as_raw_fd(), (mode & 0o7777) as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn dir_and_name(path: &Path) -> Result<(&Path, &OsStr)> {
+    let name = path.file_name().ok_or_else(|| {
+        Error::System(format!(
+            "unable to write {}: not a file name",
+            path.display()
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+/// `.NAME.tmp.` — our temp files for NAME are this prefix plus the writer's pid.
+fn temp_prefix(name: &OsStr) -> Vec<u8> {
+    let mut p = Vec::with_capacity(name.len() + 6);
+    p.push(b'.');
+    p.extend_from_slice(name.as_bytes());
+    p.extend_from_slice(b".tmp.");
+    p
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if p <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence.
+    if unsafe { libc::kill(p, 0) } == 0 {
+        return true;
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Remove other writers' leftover temp files for this target: writer dead, or older than
+/// STALE_TEMP_SECS (the pid may have been reused, e.g. after a container restart). Best effort.
+fn sweep_temps(dir: &Path, prefix: &[u8], now: i64) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let me = std::process::id();
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(suffix) = name.as_bytes().strip_prefix(prefix) else {
+            continue;
+        };
+        if suffix.is_empty() || !suffix.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let Some(pid) = std::str::from_utf8(suffix)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue; // ours: replaced by create_temp
+        }
+        let old = ent
+            .metadata()
+            .map(|m| now.saturating_sub(m.mtime()) > STALE_TEMP_SECS)
+            .unwrap_or(false);
+        if old || !pid_alive(pid) {
+            let _ = fs::remove_file(ent.path());
+        }
+    }
+}
+
+fn create_temp(tmp: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(tmp)
+    };
+    match open() {
+        // a leftover with our pid is from a dead process that had the same pid
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(tmp)?;
+            open()
+        }
+        r => r,
+    }
+}
+
+/// Replace `path` with `data`: temp file in the same directory, fsync, rename, fsync the
+/// directory. An existing target keeps its mode (and owner, when we are root); a new file gets
+/// exactly `new_mode` (umask ignored) and, when we are root, the directory's owner (a profile
+/// home belongs to the hermes user). A symlink or non-regular file at `path` is refused.
+/// On failure the target is untouched and no temp file is left.
+pub fn write_atomic(path: &Path, data: &[u8], new_mode: u32) -> Result<()> {
+    let (dir, name) = dir_and_name(path)?;
+    let old = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Some(m),
+        Ok(m) => return Err(refuse("replace", path, describe(&m))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(sys("stat", path, e)),
+    };
+    let owner = match (&old, is_root()) {
+        (Some(m), true) => Some((m.uid(), m.gid())),
+        (None, true) => fs::metadata(dir).ok().map(|m| (m.uid(), m.gid())),
+        (_, false) => None,
+    };
+    let mode = old.as_ref().map_or(new_mode, |m| m.mode()) & 0o7777;
+
+    let prefix = temp_prefix(name);
+    sweep_temps(dir, &prefix, crate::clock::now_secs());
+    let mut tmp_name = prefix;
+    tmp_name.extend_from_slice(std::process::id().to_string().as_bytes());
+    let tmp = dir.join(OsString::from_vec(tmp_name));
+
+    let mut f = create_temp(&tmp).map_err(|e| sys("create a temporary file for", path, e))?;
+    let r = fill(&mut f, data, owner, mode, path).and_then(|()| {
+        drop(f);
+        fs::rename(&tmp, path).map_err(|e| sys("replace", path, e))
+    });
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return r;
+    }
+    // Durability of the rename only: the new content is already in place, so a failure here
+    // must not turn into "the command failed" (and some filesystems refuse fsync on a directory).
+    if let Ok(d) = open_raw(dir, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn fill(
+    f: &mut File,
+    data: &[u8],
+    owner: Option<(u32, u32)>,
+    mode: u32,
+    path: &Path,
+) -> Result<()> {
+    f.write_all(data).map_err(|e| sys("write", path, e))?;
+    // chown before chmod: chown clears setuid/setgid bits
+    if let Some((uid, gid)) = owner {
+        fchown(f, uid, gid).map_err(|e| sys("chown", path, e))?;
+    }
+    fchmod(f, mode).map_err(|e| sys("chmod", path, e))?;
+    f.sync_all().map_err(|e| sys("fsync", path, e))
+}
+
+/// Read a regular file of at most `max_len` bytes. Missing → `Ok(None)`. Never follows a
+/// symlink at `path` and never blocks on a FIFO: those, directories and oversized files are
+/// errors naming the path.
+pub fn read_file(path: &Path, max_len: usize) -> Result<Option<Vec<u8>>> {
+    let f = match open_raw(
+        path,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    ) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse("read", path, "it is a symbolic link"))
+        }
+        Err(e) => return Err(sys("open", path, e)),
+    };
+    let m = f.metadata().map_err(|e| sys("stat", path, e))?;
+    if !m.file_type().is_file() {
+        return Err(refuse("read", path, describe(&m)));
+    }
+    let too_big = || {
+        Error::System(format!(
+            "unable to read {}: larger than {} bytes",
+            path.display(),
+            max_len
+        ))
+    };
+    if m.len() > max_len as u64 {
+        return Err(too_big());
+    }
+    let mut buf = Vec::with_capacity(m.len() as usize);
+    f.take(max_len as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| sys("read", path, e))?;
+    if buf.len() > max_len {
+        return Err(too_big());
+    }
+    Ok(Some(buf))
+}
+
+/// An exclusive flock, released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Take an exclusive flock on `path`, creating it 0644 (read-only open, so a lock file created
+/// by root can still be locked by the hermes user). Blocks until the lock is free.
+pub fn lock_exclusive(path: &Path) -> Result<Lock> {
+    let flags = libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let f = open_raw(path, flags, 0o644).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            refuse("lock", path, "it is a symbolic link")
+        } else {
+            sys("open", path, e)
+        }
+    })?;
+    let m = f.metadata().map_err(|e| sys("stat", path, e))?;
+    if !m.file_type().is_file() {
+        return Err(refuse("lock", path, describe(&m)));
+    }
+    loop {
+        // SAFETY: valid fd.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(Lock { _file: f });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(sys("lock", path, e));
+        }
+    }
+}
+
+/// unlink(2); a missing file is `Ok(false)`.
+pub fn remove_file(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(sys("remove", path, e)),
+    }
+}
+
+/// Make sure `path` is a real directory (not a symlink to one). A directory created here gets
+/// exactly `mode` (umask ignored); an existing one is left as it is.
+pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
+    let created = match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(sys("create directory", path, e)),
+    };
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    let d = match open_raw(path, flags, 0) {
+        Ok(d) => d,
+        // Linux says ENOTDIR, not ELOOP, for a symlink opened O_DIRECTORY|O_NOFOLLOW
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            let link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            let why = if link {
+                "it is a symbolic link"
+            } else {
+                "not a directory"
+            };
+            return Err(refuse("use", path, why));
+        }
+        Err(e) => return Err(sys("open", path, e)),
+    };
+    if created {
+        fchmod(&d, mode).map_err(|e| sys("chmod", path, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A unique scratch directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "hermes-s6-{}-{}-{}",
+                tag,
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir(&p).unwrap();
+            TempDir(p)
+        }
+        pub(crate) fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+        pub(crate) fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub(crate) fn mkfifo(p: &Path) {
+        let c = cpath(p).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    /// Run `f` in a forked child (optionally as `uid`); returns the child's exit status.
+    /// The child only does syscalls and small allocations, which is fork-safe with glibc/musl.
+    pub(crate) fn in_child(uid: Option<u32>, f: impl FnOnce() -> i32) -> i32 {
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut code = 99;
+            let ok = match uid {
+                Some(u) => unsafe {
+                    libc::setgroups(0, std::ptr::null()) == 0
+                        && libc::setgid(u) == 0
+                        && libc::setuid(u) == 0
+                },
+                None => true,
+            };
+            if ok {
+                code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(98);
+            }
+            unsafe { libc::_exit(code) };
+        }
+        let mut st = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFEXITED(st), "child status {}", st);
+        libc::WEXITSTATUS(st)
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn new_file_gets_exactly_new_mode() {
+        let d = TempDir::new("fs");
+        let p = d.path("f.json");
+        write_atomic(&p, b"{}", 0o666).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"{}");
+        assert_eq!(mode_of(&p), 0o666);
+        assert_eq!(d.names(), ["f.json"]);
+    }
+
+    #[test]
+    fn existing_mode_is_kept() {
+        let d = TempDir::new("fs");
+        let p = d.path("f.json");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"new", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(mode_of(&p), 0o600);
+        assert_eq!(d.names(), ["f.json"]);
+    }
+
+    #[test]
+    fn owner_is_kept_and_new_files_get_the_dir_owner_when_root() {
+        if !is_root() {
+            return;
+        }
+        let d = TempDir::new("fs");
+        let p = d.path("old");
+        fs::write(&p, "x").unwrap();
+        std::os::unix::fs::chown(&p, Some(10000), Some(10001)).unwrap();
+        write_atomic(&p, b"y", 0o644).unwrap();
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (10000, 10001));
+        std::os::unix::fs::chown(&d.0, Some(10002), Some(10003)).unwrap();
+        let q = d.path("new");
+        write_atomic(&q, b"z", 0o644).unwrap();
+        let m = fs::metadata(&q).unwrap();
+        assert_eq!((m.uid(), m.gid()), (10002, 10003));
+    }
+
+    #[test]
+    fn symlink_at_target_is_refused() {
+        let d = TempDir::new("fs");
+        let victim = d.path("victim");
+        fs::write(&victim, "keep").unwrap();
+        let p = d.path("f.json");
+        symlink(&victim, &p).unwrap();
+        let e = write_atomic(&p, b"evil", 0o644).unwrap_err();
+        assert_eq!(e.exit_code(), 111);
+        assert_eq!(
+            e.message(),
+            format!("refusing to replace {}: it is a symbolic link", p.display())
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        assert_eq!(d.names(), ["f.json", "victim"]);
+    }
+
+    #[test]
+    fn fifo_and_dir_at_target_are_refused() {
+        let d = TempDir::new("fs");
+        let p = d.path("fifo");
+        mkfifo(&p);
+        let e = write_atomic(&p, b"x", 0o644).unwrap_err();
+        assert!(e.message().contains("it is a FIFO"), "{}", e);
+        let q = d.path("dir");
+        fs::create_dir(&q).unwrap();
+        let e = write_atomic(&q, b"x", 0o644).unwrap_err();
+        assert!(e.message().contains("it is a directory"), "{}", e);
+        assert_eq!(d.names(), ["dir", "fifo"]);
+    }
+
+    #[test]
+    fn unwritable_dir_is_error_111_naming_the_path() {
+        let d = TempDir::new("fs");
+        let p = d.path("f.json");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&d.0, fs::Permissions::from_mode(0o555)).unwrap();
+        let check = || match write_atomic(&p, b"new", 0o644) {
+            Err(e) if e.exit_code() == 111 && e.message().contains(&*p.to_string_lossy()) => 0,
+            _ => 1,
+        };
+        // root ignores permissions: try as an unprivileged uid
+        let code = if is_root() {
+            in_child(Some(10000), check)
+        } else {
+            check()
+        };
+        assert_eq!(code, 0);
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(d.names(), ["f.json"]);
+    }
+
+    #[test]
+    fn failed_write_leaves_no_temp_and_target_untouched() {
+        let d = TempDir::new("fs");
+        let p = d.path("f.json");
+        fs::write(&p, "old").unwrap();
+        // fail in the middle of writing: the file size limit makes write(2) return EFBIG
+        let code = in_child(None, || unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: 100,
+                rlim_max: 100,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            match write_atomic(&p, &[b'x'; 4096], 0o644) {
+                Err(e) if e.message().starts_with("unable to write ") => 0,
+                _ => 1,
+            }
+        });
+        assert_eq!(code, 0);
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(d.names(), ["f.json"]);
+    }
+
+    #[test]
+    fn stale_temps_are_swept_and_live_ones_kept() {
+        let d = TempDir::new("fs");
+        let p = d.path("f.json");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        fs::write(d.path(&format!(".f.json.tmp.{}", dead)), "x").unwrap();
+        fs::write(d.path(&format!(".f.json.tmp.{}", std::process::id())), "x").unwrap();
+        fs::write(d.path(".f.json.tmp.1"), "live").unwrap();
+        fs::write(d.path(".f.json.tmp.notapid"), "x").unwrap();
+        fs::write(d.path(".other.tmp.999999999"), "x").unwrap();
+        write_atomic(&p, b"{}", 0o644).unwrap();
+        assert_eq!(
+            d.names(),
+            [
+                ".f.json.tmp.1",
+                ".f.json.tmp.notapid",
+                ".other.tmp.999999999",
+                "f.json"
+            ]
+        );
+        // an old temp is swept even when its pid is alive (pid reuse)
+        let old = cpath(&d.path(".f.json.tmp.1")).unwrap();
+        let times = [libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 0,
+        }; 2];
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, old.as_ptr(), times.as_ptr(), 0) },
+            0
+        );
+        write_atomic(&p, b"{}", 0o644).unwrap();
+        assert_eq!(
+            d.names(),
+            [".f.json.tmp.notapid", ".other.tmp.999999999", "f.json"]
+        );
+    }
+
+    #[test]
+    fn read_file_missing_regular_and_too_large() {
+        let d = TempDir::new("fs");
+        let p = d.path("f");
+        assert_eq!(read_file(&p, 10).unwrap(), None);
+        fs::write(&p, "0123456789").unwrap();
+        assert_eq!(read_file(&p, 10).unwrap().unwrap(), b"0123456789");
+        let e = read_file(&p, 9).unwrap_err();
+        assert_eq!(e.exit_code(), 111);
+        assert!(e.message().contains(&*p.to_string_lossy()), "{}", e);
+    }
+
+    #[test]
+    fn read_file_refuses_symlink_fifo_and_dir_without_blocking() {
+        let d = TempDir::new("fs");
+        fs::write(d.path("target"), "secret").unwrap();
+        symlink(d.path("target"), d.path("link")).unwrap();
+        let e = read_file(&d.path("link"), 100).unwrap_err();
+        assert!(e.message().contains("symbolic link"), "{}", e);
+        assert!(e.message().contains(&*d.path("link").to_string_lossy()));
+        mkfifo(&d.path("fifo"));
+        let e = read_file(&d.path("fifo"), 100).unwrap_err();
+        assert!(e.message().contains("FIFO"), "{}", e);
+        fs::create_dir(d.path("dir")).unwrap();
+        let e = read_file(&d.path("dir"), 100).unwrap_err();
+        assert!(e.message().contains("directory"), "{}", e);
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let d = TempDir::new("fs");
+        let p = d.path(".lock");
+        let l = lock_exclusive(&p).unwrap();
+        assert!(fs::symlink_metadata(&p).unwrap().file_type().is_file());
+        let other = File::open(&p).unwrap();
+        let try_lock = || unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_ne!(try_lock(), 0);
+        drop(l);
+        assert_eq!(try_lock(), 0);
+    }
+
+    #[test]
+    fn lock_refuses_symlink_and_fifo() {
+        let d = TempDir::new("fs");
+        symlink(d.path("elsewhere"), d.path("l")).unwrap();
+        assert!(lock_exclusive(&d.path("l")).is_err());
+        assert!(fs::symlink_metadata(d.path("elsewhere")).is_err());
+        mkfifo(&d.path("fifo"));
+        let e = lock_exclusive(&d.path("fifo")).unwrap_err();
+        assert!(e.message().contains("FIFO"), "{}", e);
+    }
+
+    #[test]
+    fn remove_file_reports_whether_it_existed() {
+        let d = TempDir::new("fs");
+        let p = d.path("f");
+        fs::write(&p, "x").unwrap();
+        assert!(remove_file(&p).unwrap());
+        assert!(!remove_file(&p).unwrap());
+    }
+
+    #[test]
+    fn ensure_dir_creates_with_mode_and_refuses_symlinks() {
+        let d = TempDir::new("fs");
+        let p = d.path("sub");
+        ensure_dir(&p, 0o770).unwrap();
+        assert_eq!(mode_of(&p), 0o770);
+        ensure_dir(&p, 0o700).unwrap();
+        assert_eq!(mode_of(&p), 0o770);
+        symlink(&p, d.path("link")).unwrap();
+        let e = ensure_dir(&d.path("link"), 0o755).unwrap_err();
+        assert!(e.message().contains("symbolic link"), "{}", e);
+        fs::write(d.path("file"), "").unwrap();
+        let e = ensure_dir(&d.path("file"), 0o755).unwrap_err();
+        assert!(e.message().contains("not a directory"), "{}", e);
+    }
+}
