@@ -1057,6 +1057,25 @@ mod tests {
             Err(Error::System(m)) => assert!(m.contains("bad/supervise/lock"), "{}", m),
             other => panic!("{:?}", other),
         }
+        // EACCES (the classic unprivileged failure): only observable when not root.
+        if unsafe { libc::geteuid() } != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            fs::create_dir_all(d.join("locked/supervise")).unwrap();
+            fs::set_permissions(
+                d.join("locked/supervise"),
+                fs::Permissions::from_mode(0o000),
+            )
+            .unwrap();
+            match is_supervised(&d.join("locked")) {
+                Err(Error::System(m)) => assert!(m.contains("Permission denied"), "{}", m),
+                other => panic!("{:?}", other),
+            }
+            fs::set_permissions(
+                d.join("locked/supervise"),
+                fs::Permissions::from_mode(0o700),
+            )
+            .unwrap();
+        }
         let _ = fs::remove_dir_all(&d);
     }
 }
