@@ -1,1 +1,490 @@
-//! TODO
+//! Profiles: name rules, homes, ports, and the run-time environment (SPEC §1).
+//!
+//! Also resolves the unprivileged account by parsing `/etc/passwd` ourselves: the binary is
+//! musl-static (no NSS), and tests point the lookup at a fake `etc` directory.
+
+use crate::error::{refused, sys, usage, Error, Result};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The root profile: its home is `$HERMES_HOME` itself.
+pub const DEFAULT: &str = "default";
+
+/// Check a profile name against `^[a-z0-9][a-z0-9_-]{0,63}$` (exit 100 otherwise).
+pub fn validate(name: &str) -> Result<()> {
+    let b = name.as_bytes();
+    let why = match b.first() {
+        None => Some("it is empty"),
+        Some(_) if b.len() > 64 => Some("it is longer than 64 characters"),
+        Some(c) if !(c.is_ascii_lowercase() || c.is_ascii_digit()) => {
+            Some("it must start with a lowercase letter or a digit")
+        }
+        _ => b[1..]
+            .iter()
+            .any(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-'))
+            .then_some("only a-z, 0-9, '_' and '-' are allowed"),
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(usage(format!(
+            "invalid profile name '{}': {} (expected ^[a-z0-9][a-z0-9_-]{{0,63}}$)",
+            name, why
+        ))),
+    }
+}
+
+/// The profile's gateway port: `9200 + (first 4 bytes of SHA-256(name), big-endian) mod 600`.
+pub fn port(name: &str) -> u16 {
+    let d = crate::sha256::digest(name.as_bytes());
+    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    9200 + (n % 600) as u16
+}
+
+/// Compile-time default for the tools' directory (`make SHEBANGDIR=…` exports it to cargo).
+const BUILD_SHEBANGDIR: &str = match option_env!("HERMES_S6_SHEBANGDIR") {
+    Some(d) => d,
+    None => "/command",
+};
+
+/// The environment hermes-s6 runs in (SPEC §1), read once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub hermes_home: PathBuf,
+    pub scandir: PathBuf,
+    pub user: String,
+    pub gateway_cmd: String,
+    pub shebangdir: PathBuf,
+}
+
+/// A variable's value, or None when unset or empty (an empty override means "default").
+fn env_var(name: &str) -> Option<String> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.to_string_lossy().into_owned())
+}
+
+impl Config {
+    pub fn from_env() -> Config {
+        Config::from_lookup(env_var)
+    }
+
+    /// `from_env` with the variables taken from `var` (tests must not mutate the process env).
+    fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Config {
+        Config {
+            hermes_home: var("HERMES_HOME")
+                .unwrap_or_else(|| "/opt/data".into())
+                .into(),
+            scandir: var("HERMES_S6_SCANDIR")
+                .or_else(|| var("S6_PROFILE_GATEWAY_SCANDIR"))
+                .unwrap_or_else(|| "/run/hermes/service".into())
+                .into(),
+            user: var("HERMES_S6_USER").unwrap_or_else(|| "hermes".into()),
+            gateway_cmd: var("HERMES_GATEWAY_CMD")
+                .unwrap_or_else(|| "hermes -p {profile} gateway run --replace".into()),
+            shebangdir: var("HERMES_S6_SHEBANGDIR")
+                .unwrap_or_else(|| BUILD_SHEBANGDIR.into())
+                .into(),
+        }
+    }
+
+    /// Home of profile `p`: `$HERMES_HOME` for `default`, else `$HERMES_HOME/profiles/p`.
+    pub fn home(&self, p: &str) -> PathBuf {
+        if p == DEFAULT {
+            self.hermes_home.clone()
+        } else {
+            self.hermes_home.join("profiles").join(p)
+        }
+    }
+
+    /// A real profile: `default`, or a directory `profiles/p/` (not a symlink) holding a
+    /// regular file `SOUL.md`. Invalid names are never real.
+    pub fn is_real(&self, p: &str) -> bool {
+        if p == DEFAULT {
+            return true;
+        }
+        if validate(p).is_err() {
+            return false;
+        }
+        let home = self.home(p);
+        // A symlinked profile dir could point anywhere; refuse it rather than follow it.
+        match fs::symlink_metadata(&home) {
+            Ok(m) if m.is_dir() => {}
+            _ => return false,
+        }
+        fs::metadata(home.join("SOUL.md")).is_ok_and(|m| m.is_file())
+    }
+
+    /// The slot of profile `p`: `$scandir/gateway-p`.
+    pub fn slot_dir(&self, p: &str) -> PathBuf {
+        self.scandir.join(format!("gateway-{}", p))
+    }
+
+    /// `HERMES_GATEWAY_CMD` split on ASCII whitespace, `{profile}` replaced by `p` in every word.
+    pub fn gateway_argv(&self, p: &str) -> Vec<String> {
+        self.gateway_cmd
+            .split_ascii_whitespace()
+            .map(|w| w.replace("{profile}", p))
+            .collect()
+    }
+
+    /// Where an s6/execline tool lives: `$shebangdir/name` if present, else the first match
+    /// on `$PATH`, else `$shebangdir/name` (so the error message names the expected place).
+    pub fn tool(&self, name: &str) -> PathBuf {
+        let preferred = self.shebangdir.join(name);
+        if preferred.exists() {
+            return preferred;
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            for dir in std::env::split_paths(&path) {
+                let cand = dir.join(name);
+                if dir.is_absolute() && cand.is_file() {
+                    return cand;
+                }
+            }
+        }
+        preferred
+    }
+}
+
+/// One `/etc/passwd` line → (name, uid, gid); None for comments, short or malformed lines.
+fn parse_passwd_line(line: &str) -> Option<(&str, u32, u32)> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let mut f = line.split(':');
+    let name = f.next()?;
+    let _pw = f.next()?;
+    let uid = f.next()?.trim().parse().ok()?;
+    let gid = f.next()?.trim().parse().ok()?;
+    if name.is_empty() {
+        return None;
+    }
+    Some((name, uid, gid))
+}
+
+/// Resolve `HERMES_S6_USER`: `uid:gid` (numeric), or a name (or a bare uid) looked up in
+/// `etc/passwd`. Unknown → Refused, naming the user.
+pub fn resolve_user(spec: &str, etc: &Path) -> Result<(u32, u32)> {
+    if let Some((u, g)) = spec.split_once(':') {
+        return match (u.parse(), g.parse()) {
+            (Ok(u), Ok(g)) => Ok((u, g)),
+            _ => Err(usage(format!(
+                "invalid user '{}': expected a name or uid:gid",
+                spec
+            ))),
+        };
+    }
+    let passwd = etc.join("passwd");
+    let text = match fs::read(&passwd) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(sys("read", &passwd, e)),
+    };
+    let text = String::from_utf8_lossy(&text);
+    let by_uid: Option<u32> = spec.parse().ok();
+    let mut uid_match = None;
+    for (name, uid, gid) in text.lines().filter_map(parse_passwd_line) {
+        if name == spec {
+            return Ok((uid, gid));
+        }
+        if uid_match.is_none() && by_uid == Some(uid) {
+            uid_match = Some((uid, gid));
+        }
+    }
+    uid_match.ok_or_else(|| {
+        refused(format!(
+            "unknown user '{}': not in {}",
+            spec,
+            passwd.display()
+        ))
+    })
+}
+
+fn last_os_error(what: &str, id: u32) -> Error {
+    let e = io::Error::last_os_error();
+    Error::System(format!(
+        "unable to {} {}: {}",
+        what,
+        id,
+        crate::error::os_text(&e)
+    ))
+}
+
+/// When running as root, become the hermes user (groups, gid, then uid) and check it stuck.
+/// A no-op when not root, or when the target user is root itself.
+pub fn drop_privileges(cfg: &Config) -> Result<()> {
+    // SAFETY: geteuid never fails and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let (uid, gid) = resolve_user(&cfg.user, Path::new("/etc"))?;
+    if uid == 0 {
+        return Ok(());
+    }
+    let groups = [gid as libc::gid_t];
+    // SAFETY: plain syscalls; `groups` outlives the setgroups call.
+    unsafe {
+        if libc::setgroups(1, groups.as_ptr()) != 0 {
+            return Err(last_os_error("setgroups to", gid));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(last_os_error("setgid to", gid));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(last_os_error("setuid to", uid));
+        }
+        // A partial drop must never go unnoticed: real and effective ids, and no way back.
+        if libc::getuid() != uid
+            || libc::geteuid() != uid
+            || libc::getgid() != gid
+            || libc::getegid() != gid
+            || libc::setuid(0) == 0
+        {
+            return Err(Error::System(format!(
+                "unable to drop privileges to {}:{}",
+                uid, gid
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static N: AtomicUsize = AtomicUsize::new(0);
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new() -> TempDir {
+            let p = std::env::temp_dir().join(format!(
+                "hermes-s6-profile-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn cfg(home: &Path) -> Config {
+        Config {
+            hermes_home: home.to_path_buf(),
+            scandir: "/run/hermes/service".into(),
+            user: "hermes".into(),
+            gateway_cmd: "hermes -p {profile} gateway run --replace".into(),
+            shebangdir: "/command".into(),
+        }
+    }
+
+    fn rejected(name: &str) {
+        match validate(name) {
+            Err(Error::Usage(m)) => assert!(
+                m.contains(&format!("invalid profile name '{}'", name)),
+                "{}",
+                m
+            ),
+            other => panic!("{:?} accepted: {:?}", name, other),
+        }
+    }
+
+    #[test]
+    fn invalid_names_are_usage_errors_naming_the_name() {
+        for n in [
+            "Coder", "../x", ".x", "a b", "-x", "_x", "a/b", "a.b", "é", "",
+        ] {
+            rejected(n);
+        }
+        rejected(&"a".repeat(65));
+    }
+
+    #[test]
+    fn valid_names_pass() {
+        for n in [
+            "default",
+            "coder",
+            "a",
+            "0",
+            "0abc",
+            "my-profile",
+            "assistant_v2",
+        ] {
+            validate(n).unwrap();
+        }
+        validate(&"a".repeat(64)).unwrap();
+    }
+
+    #[test]
+    fn config_defaults_and_scandir_alias() {
+        let c = Config::from_lookup(|_| None);
+        assert_eq!(c.hermes_home, Path::new("/opt/data"));
+        assert_eq!(c.scandir, Path::new("/run/hermes/service"));
+        assert_eq!(c.user, "hermes");
+        assert_eq!(c.gateway_cmd, "hermes -p {profile} gateway run --replace");
+        assert_eq!(c.shebangdir, Path::new(BUILD_SHEBANGDIR));
+        let alias = Config::from_lookup(|k| {
+            (k == "S6_PROFILE_GATEWAY_SCANDIR").then(|| "/run/service".to_string())
+        });
+        assert_eq!(alias.scandir, Path::new("/run/service"));
+        let both = Config::from_lookup(|k| match k {
+            "S6_PROFILE_GATEWAY_SCANDIR" => Some("/run/service".into()),
+            "HERMES_S6_SCANDIR" => Some("/x".into()),
+            "HERMES_S6_SHEBANGDIR" => Some("/usr/bin".into()),
+            "HERMES_HOME" => Some("/h".into()),
+            "HERMES_S6_USER" => Some("10000:10000".into()),
+            _ => None,
+        });
+        assert_eq!(both.scandir, Path::new("/x"));
+        assert_eq!(both.shebangdir, Path::new("/usr/bin"));
+        assert_eq!(both.hermes_home, Path::new("/h"));
+        assert_eq!(both.user, "10000:10000");
+    }
+
+    #[test]
+    fn port_vectors() {
+        assert_eq!(port("coder"), 9570);
+        assert_eq!(port("writer"), 9543);
+        assert_eq!(port("default"), 9449);
+        assert_eq!(port("a"), 9610);
+        assert_eq!(port("work"), 9687);
+    }
+
+    #[test]
+    fn home_of_default_is_hermes_home() {
+        let c = cfg(Path::new("/opt/data"));
+        assert_eq!(c.home("default"), Path::new("/opt/data"));
+        assert_eq!(c.home("coder"), Path::new("/opt/data/profiles/coder"));
+        assert_eq!(
+            c.slot_dir("coder"),
+            Path::new("/run/hermes/service/gateway-coder")
+        );
+    }
+
+    #[test]
+    fn gateway_argv_replaces_profile_in_every_word() {
+        let mut c = cfg(Path::new("/opt/data"));
+        assert_eq!(
+            c.gateway_argv("coder"),
+            ["hermes", "-p", "coder", "gateway", "run", "--replace"]
+        );
+        c.gateway_cmd = "  run\t--name={profile}-{profile}  x{profile}y \n".into();
+        assert_eq!(c.gateway_argv("a"), ["run", "--name=a-a", "xay"]);
+    }
+
+    #[test]
+    fn real_profile_needs_soul_md_in_a_real_directory() {
+        let t = TempDir::new();
+        let c = cfg(&t.0);
+        assert!(c.is_real("default"));
+        let p = t.0.join("profiles");
+        fs::create_dir_all(p.join("coder")).unwrap();
+        assert!(!c.is_real("coder"), "no SOUL.md yet");
+        fs::write(p.join("coder/SOUL.md"), "x").unwrap();
+        assert!(c.is_real("coder"));
+        // SOUL.md that is a directory does not count
+        fs::create_dir_all(p.join("dirsoul/SOUL.md")).unwrap();
+        assert!(!c.is_real("dirsoul"));
+        assert!(!c.is_real("missing"));
+        assert!(!c.is_real("../profiles/coder"));
+    }
+
+    #[test]
+    fn symlinked_profile_dir_is_not_real() {
+        let t = TempDir::new();
+        let c = cfg(&t.0);
+        fs::create_dir_all(t.0.join("profiles")).unwrap();
+        fs::create_dir_all(t.0.join("elsewhere")).unwrap();
+        fs::write(t.0.join("elsewhere/SOUL.md"), "x").unwrap();
+        std::os::unix::fs::symlink(t.0.join("elsewhere"), t.0.join("profiles/link")).unwrap();
+        assert!(!c.is_real("link"));
+    }
+
+    #[test]
+    fn tool_prefers_shebangdir_then_path_then_shebangdir() {
+        let t = TempDir::new();
+        let mut c = cfg(&t.0);
+        c.shebangdir = t.0.clone();
+        fs::write(t.0.join("mytool"), "").unwrap();
+        assert_eq!(c.tool("mytool"), t.0.join("mytool"));
+        // `sh` is on PATH everywhere this runs
+        let sh = c.tool("sh");
+        assert!(
+            sh.is_absolute() && sh.ends_with("sh") && sh.is_file(),
+            "{:?}",
+            sh
+        );
+        assert_eq!(c.tool("no-such-tool-xyz"), t.0.join("no-such-tool-xyz"));
+    }
+
+    #[test]
+    fn passwd_lines_skip_comments_short_and_malformed() {
+        assert_eq!(
+            parse_passwd_line("hermes:x:10000:10000:Hermes:/opt/data:/bin/sh"),
+            Some(("hermes", 10000, 10000))
+        );
+        assert_eq!(parse_passwd_line("# hermes:x:1:1::/:/bin/sh"), None);
+        assert_eq!(parse_passwd_line("hermes:x:10000"), None);
+        assert_eq!(parse_passwd_line(""), None);
+        assert_eq!(parse_passwd_line("hermes:x:abc:1::/:"), None);
+        assert_eq!(parse_passwd_line(":x:1:1::/:"), None);
+        assert_eq!(
+            parse_passwd_line("big:x:4294967294:4294967294::/:"),
+            Some(("big", 4294967294, 4294967294))
+        );
+        assert_eq!(parse_passwd_line("toobig:x:4294967296:1::/:"), None);
+        // minimal 4-field line is enough
+        assert_eq!(parse_passwd_line("m:x:5:6"), Some(("m", 5, 6)));
+    }
+
+    #[test]
+    fn resolve_user_by_name_uid_pair_and_bare_uid() {
+        let t = TempDir::new();
+        fs::write(
+            t.0.join("passwd"),
+            "root:x:0:0:root:/root:/bin/sh\n# comment\nshort:x\nhermes:x:10000:10001::/opt/data:/bin/sh\nbig:x:4000000000:4000000001::/:\n",
+        )
+        .unwrap();
+        assert_eq!(resolve_user("hermes", &t.0).unwrap(), (10000, 10001));
+        assert_eq!(resolve_user("big", &t.0).unwrap(), (4000000000, 4000000001));
+        assert_eq!(resolve_user("10000", &t.0).unwrap(), (10000, 10001));
+        assert_eq!(resolve_user("123:456", &t.0).unwrap(), (123, 456));
+        assert!(matches!(resolve_user("1:x", &t.0), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn unknown_user_is_refused_naming_it() {
+        let t = TempDir::new();
+        fs::write(t.0.join("passwd"), "root:x:0:0::/:\n").unwrap();
+        match resolve_user("hermes", &t.0) {
+            Err(Error::Refused(m)) => assert!(m.contains("'hermes'"), "{}", m),
+            other => panic!("{:?}", other),
+        }
+        // no passwd file at all: same answer
+        let empty = TempDir::new();
+        assert!(matches!(
+            resolve_user("hermes", &empty.0),
+            Err(Error::Refused(_))
+        ));
+        assert!(matches!(resolve_user("4242", &t.0), Err(Error::Refused(_))));
+    }
+
+    #[test]
+    fn drop_privileges_to_root_is_a_no_op() {
+        // Dropping for real would demote the whole test runner; the live path is covered by
+        // the integration tests. Here: a root target (or a non-root caller) changes nothing.
+        let mut c = cfg(Path::new("/opt/data"));
+        c.user = "0:0".into();
+        let before = unsafe { (libc::geteuid(), libc::getegid()) };
+        drop_privileges(&c).unwrap();
+        assert_eq!(before, unsafe { (libc::geteuid(), libc::getegid()) });
+    }
+}
