@@ -69,7 +69,12 @@ pub fn prior_exit(home: &Path) -> &'static str {
     };
     let text = String::from_utf8_lossy(&bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    match json::parse(text).ok().as_ref().and_then(|v| v.get("phase")).and_then(|v| v.as_str()) {
+    match json::parse(text)
+        .ok()
+        .as_ref()
+        .and_then(|v| v.get("phase"))
+        .and_then(|v| v.as_str())
+    {
         Some("exited") => "clean",
         Some("running") => "unclean",
         _ => "unknown",
@@ -110,7 +115,8 @@ pub fn append(hermes_home: &Path, ts: &str, entries: &[Entry]) -> Result<()> {
         )));
     }
     // One write: concurrent appenders never interleave inside a block.
-    f.write_all(block.as_bytes()).map_err(|e| sys("write", &file, e))
+    f.write_all(block.as_bytes())
+        .map_err(|e| sys("write", &file, e))
 }
 
 #[cfg(test)]

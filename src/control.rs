@@ -106,7 +106,8 @@ mod tests {
     use super::*;
 
     fn tmpdir(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("hermes-s6-control-{}-{}", tag, std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("hermes-s6-control-{}-{}", tag, std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d

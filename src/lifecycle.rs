@@ -208,7 +208,9 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
         s.set_u64("pid", pid as u64);
         match start {
             Some(t) => s.set_u64("start_time", t),
-            None => s.remove("start_time"),
+            None => {
+                s.remove("start_time");
+            }
         }
         s.remove("exit_reason");
     });
@@ -403,7 +405,10 @@ mod tests {
 
     #[test]
     fn crash_loop_never_overrides_an_operator_stop_or_a_parked_exit() {
-        assert_eq!(classify(256, Some(None), false, true).cause, Cause::OperatorStop);
+        assert_eq!(
+            classify(256, Some(None), false, true).cause,
+            Cause::OperatorStop
+        );
         assert_eq!(classify(78, None, false, true).cause, Cause::FatalConfig);
         assert_eq!(classify(0, None, false, true).cause, Cause::CleanExit);
     }

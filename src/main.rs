@@ -96,7 +96,10 @@ fn parse(cmd: &str, mut p: lexopt::Parser) -> Result<Option<Args>> {
                     let v = p.value().map_err(bad)?;
                     let v = v.string().map_err(bad)?;
                     a.timeout = Some(v.parse().map_err(|_| {
-                        usage(format!("{}: --timeout wants milliseconds, got '{}'", cmd, v))
+                        usage(format!(
+                            "{}: --timeout wants milliseconds, got '{}'",
+                            cmd, v
+                        ))
                     })?);
                 }
                 _ => unreachable!(),
@@ -240,8 +243,21 @@ fn dispatch(cmd: &str, a: Args) -> Result<i32> {
 }
 
 const COMMANDS: &[&str] = &[
-    "detect", "reconcile", "register", "unregister", "start", "stop", "restart", "status",
-    "list", "pid", "port", "run", "finish", "log", "init-scandir",
+    "detect",
+    "reconcile",
+    "register",
+    "unregister",
+    "start",
+    "stop",
+    "restart",
+    "status",
+    "list",
+    "pid",
+    "port",
+    "run",
+    "finish",
+    "log",
+    "init-scandir",
 ];
 
 fn report(e: &Error) {
@@ -290,7 +306,10 @@ fn real_main() -> Result<i32> {
     // option): positional only.
     if first == "finish" && !args.iter().any(|a| a == "-h" || a == "--help") {
         let a = Args {
-            positional: args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            positional: args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             ..Args::default()
         };
         return dispatch(&first, a);

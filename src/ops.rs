@@ -62,7 +62,9 @@ fn set_desired(home: &Path, v: &str) -> Result<Option<String>> {
 fn restore_desired(home: &Path, prev: Option<String>) {
     let r = state::update(home, |s| match &prev {
         Some(v) => s.set_str("desired_state", v),
-        None => s.remove("desired_state"),
+        None => {
+            s.remove("desired_state");
+        }
     });
     if let Err(e) = r {
         warn(format_args!("could not restore desired_state: {}", e));
@@ -102,12 +104,18 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             }
         }
     }
-    slot::unpublish(cfg, p, w.timeout.max(Duration::from_millis(DEFAULT_WAIT_MS)))?;
+    slot::unpublish(
+        cfg,
+        p,
+        w.timeout.max(Duration::from_millis(DEFAULT_WAIT_MS)),
+    )?;
     Ok(())
 }
 
 fn up_pid(dir: &Path) -> Result<Option<u64>> {
-    Ok(svstat::read(dir)?.filter(|s| s.up && s.pid > 0).map(|s| s.pid))
+    Ok(svstat::read(dir)?
+        .filter(|s| s.up && s.pid > 0)
+        .map(|s| s.pid))
 }
 
 /// Make sure P has a slot that a supervisor runs; registers a missing slot of
@@ -144,11 +152,19 @@ fn is_up(st: &Status, dir: &Path, not_pid: u64) -> bool {
     st.up && st.pid != not_pid && (!wants_ready(dir) || st.ready)
 }
 
-fn wait_for(p: &str, what: &str, w: Wait, mut cond: impl FnMut(&Status) -> bool, dir: &Path) -> Result<()> {
+fn wait_for(
+    p: &str,
+    what: &str,
+    w: Wait,
+    mut cond: impl FnMut(&Status) -> bool,
+    dir: &Path,
+) -> Result<()> {
     if !w.wait {
         return Ok(());
     }
-    let ok = control::wait_until(w.timeout, || Ok(svstat::read(dir)?.is_some_and(|s| cond(&s))))?;
+    let ok = control::wait_until(w.timeout, || {
+        Ok(svstat::read(dir)?.is_some_and(|s| cond(&s)))
+    })?;
     if ok {
         Ok(())
     } else {

@@ -28,7 +28,11 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => {
-            warn(format_args!("unable to read {}: {}; only the default profile", dir.display(), crate::error::os_text(&e)));
+            warn(format_args!(
+                "unable to read {}: {}; only the default profile",
+                dir.display(),
+                crate::error::os_text(&e)
+            ));
             return Ok(out);
         }
     };
@@ -40,7 +44,10 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
             continue;
         }
         let Some(name) = ent.file_name().to_str().map(str::to_string) else {
-            warn(format_args!("skipping {}: name is not UTF-8", path.display()));
+            warn(format_args!(
+                "skipping {}: name is not UTF-8",
+                path.display()
+            ));
             continue;
         };
         match fs::symlink_metadata(path.join("SOUL.md")) {
@@ -48,7 +55,11 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                warn(format_args!("skipping profile directory {}: {}", path.display(), crate::error::os_text(&e)));
+                warn(format_args!(
+                    "skipping profile directory {}: {}",
+                    path.display(),
+                    crate::error::os_text(&e)
+                ));
                 continue;
             }
         }
@@ -86,7 +97,10 @@ fn sync_down(dir: &Path, autostart: bool) -> Result<()> {
 fn one(cfg: &Config, p: &str, dry_run: bool) -> Result<Entry> {
     let home = cfg.home(p);
     let st = state::load(&home).unwrap_or_else(|e| {
-        warn(format_args!("profile '{}': {}; treating as no prior state", p, e));
+        warn(format_args!(
+            "profile '{}': {}; treating as no prior state",
+            p, e
+        ));
         None
     });
     let prior = state::resolve_intent(st.as_ref()).map(str::to_string);
@@ -163,7 +177,12 @@ fn open_nofollow(path: &Path, flags: i32) -> Result<i32> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| refused(format!("bad path {}", path.display())))?;
     // SAFETY: valid C string.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(sys("open", path, std::io::Error::last_os_error()));
     }
@@ -174,7 +193,11 @@ fn open_nofollow(path: &Path, flags: i32) -> Result<i32> {
 fn own(fd: i32, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
     // SAFETY: fd is open.
     let r = unsafe { libc::fchown(fd, uid, gid) };
-    let r2 = if r == 0 { unsafe { libc::fchmod(fd, mode) } } else { r };
+    let r2 = if r == 0 {
+        unsafe { libc::fchmod(fd, mode) }
+    } else {
+        r
+    };
     let err = std::io::Error::last_os_error();
     unsafe { libc::close(fd) };
     if r2 != 0 {

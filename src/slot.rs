@@ -73,7 +73,8 @@ pub fn sweep_tmp(cfg: &Config) -> Result<usize> {
     for ent in rd.flatten() {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let stale = name.starts_with(".gateway-") && (name.ends_with(".tmp") || name.contains(".del"));
+        let stale =
+            name.starts_with(".gateway-") && (name.ends_with(".tmp") || name.contains(".del"));
         if !stale {
             continue;
         }
@@ -195,13 +196,25 @@ pub fn build_into(cfg: &Config, spec: &Spec, dir: &Path) -> Result<()> {
     let p = spec.profile;
     let exe = self_exe()?;
     mkdir(dir, 0o755)?;
-    write_new(&dir.join("run"), render(RUN, cfg, p, &exe, &spec.gateway_argv).as_bytes(), 0o755)?;
-    write_new(&dir.join("finish"), render(FINISH, cfg, p, &exe, &[]).as_bytes(), 0o755)?;
+    write_new(
+        &dir.join("run"),
+        render(RUN, cfg, p, &exe, &spec.gateway_argv).as_bytes(),
+        0o755,
+    )?;
+    write_new(
+        &dir.join("finish"),
+        render(FINISH, cfg, p, &exe, &[]).as_bytes(),
+        0o755,
+    )?;
     let tk = std::env::var("HERMES_S6_TIMEOUT_KILL")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(DEFAULT_TIMEOUT_KILL_MS);
-    write_new(&dir.join("timeout-kill"), format!("{}\n", tk).as_bytes(), 0o644)?;
+    write_new(
+        &dir.join("timeout-kill"),
+        format!("{}\n", tk).as_bytes(),
+        0o644,
+    )?;
     if !spec.autostart {
         write_new(&dir.join("down"), b"", 0o644)?;
     }
@@ -212,7 +225,11 @@ pub fn build_into(cfg: &Config, spec: &Spec, dir: &Path) -> Result<()> {
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|&fd| fd > 2)
     {
-        write_new(&dir.join("notification-fd"), format!("{}\n", fd).as_bytes(), 0o644)?;
+        write_new(
+            &dir.join("notification-fd"),
+            format!("{}\n", fd).as_bytes(),
+            0o644,
+        )?;
     }
     // Parameters: env/ (read by s6-envdir in the scripts) and data/ (ours).
     let env = dir.join("env");
@@ -231,7 +248,11 @@ pub fn build_into(cfg: &Config, spec: &Spec, dir: &Path) -> Result<()> {
     write_new(&data.join("profile"), format!("{}\n", p).as_bytes(), 0o644)?;
     let log = dir.join("log");
     mkdir(&log, 0o755)?;
-    write_new(&log.join("run"), render(LOG_RUN, cfg, p, &exe, &[]).as_bytes(), 0o755)?;
+    write_new(
+        &log.join("run"),
+        render(LOG_RUN, cfg, p, &exe, &[]).as_bytes(),
+        0o755,
+    )?;
     if needs_seeding(cfg) {
         seed_supervise(dir)?;
         seed_supervise(&log)?;

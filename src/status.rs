@@ -37,7 +37,10 @@ fn last_exit(st: &Status) -> Option<String> {
         return None;
     }
     if st.signal > 0 {
-        return Some(format!("signal {}", svstat::signal_name(st.signal)));
+        return Some(match svstat::signal_name(st.signal) {
+            Some(n) => format!("signal SIG{}", n),
+            None => format!("signal {}", st.signal),
+        });
     }
     if st.exitcode >= 0 {
         return Some(format!("exitcode {}", st.exitcode));
@@ -89,7 +92,8 @@ pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 impl Row {
@@ -123,7 +127,10 @@ impl Row {
             ("s6".into(), Value::string(self.s6)),
             ("up".into(), Value::Bool(self.s6 == "up")),
             ("pid".into(), self.pid.map_or(Value::Null, Value::from_u64)),
-            ("seconds".into(), self.seconds.map_or(Value::Null, Value::from_i64)),
+            (
+                "seconds".into(),
+                self.seconds.map_or(Value::Null, Value::from_i64),
+            ),
             ("want_up".into(), b(self.want_up)),
             ("ready".into(), b(self.ready)),
             ("desired_state".into(), s(&self.desired_state)),
@@ -165,9 +172,18 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
     let mut out = String::new();
     if as_json {
         let doc = Value::Object(vec![
-            ("manager".into(), Value::string(if s6 { "s6" } else { "none" })),
-            ("scandir".into(), Value::string(&cfg.scandir.display().to_string())),
-            ("profiles".into(), Value::Array(rows.iter().map(Row::to_json).collect())),
+            (
+                "manager".into(),
+                Value::string(if s6 { "s6" } else { "none" }),
+            ),
+            (
+                "scandir".into(),
+                Value::string(&cfg.scandir.display().to_string()),
+            ),
+            (
+                "profiles".into(),
+                Value::Array(rows.iter().map(Row::to_json).collect()),
+            ),
         ]);
         doc.write(&mut out);
         out.push('\n');
