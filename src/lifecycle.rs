@@ -306,7 +306,7 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
         warn(format_args!("{}", e));
         None
     });
-    let dead_pid = st.as_ref().and_then(|s| s.pid()).map(|v| v as u32);
+    let dead_pid = st.as_ref().and_then(|s| s.pid());
     let dead_start = st.as_ref().and_then(|s| s.start_time());
     let m = match marker::consume(&home, dead_pid, dead_start, now) {
         Ok(m) => m,

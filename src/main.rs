@@ -128,12 +128,12 @@ fn want(a: &Args, cmd: &str, n: usize) -> Result<()> {
 }
 
 fn wait_opt(a: &Args) -> Wait {
-    let mut w = Wait::default();
-    w.wait = a.wait;
-    if let Some(ms) = a.timeout {
-        w.timeout = Duration::from_millis(ms);
+    Wait {
+        wait: a.wait,
+        timeout: a
+            .timeout
+            .map_or(Wait::default().timeout, Duration::from_millis),
     }
-    w
 }
 
 /// start/stop/restart, on one profile or `--all` (every one attempted; the
