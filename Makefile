@@ -9,6 +9,18 @@ SERVICE_STYLE ?= s6-rc
 WITH_CONTENV ?= $(if $(filter /command,$(SHEBANGDIR)),$(SHEBANGDIR)/with-contenv,)
 
 TARGET  := x86_64-unknown-linux-musl
+# STD=rebuilt (default): rebuild std with panic=immediate-abort. std's panic
+# hook drags in its backtrace symbolizer (gimli, addr2line, miniz: ~220 KB of
+# a ~600 KB binary) even with panic=abort; the only way to drop it on the
+# pinned stable toolchain is -Zbuild-std, unlocked with RUSTC_BOOTSTRAP=1
+# (needs the rust-src component, which `make deps` adds). hermes-s6 never
+# panics on data, so the lost panic message costs nothing.
+# STD=prebuilt: the plain stable build (bigger, same behaviour).
+STD     ?= rebuilt
+ifeq ($(STD),rebuilt)
+BUILD_ENV  := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
+BUILD_ARGS := -Zbuild-std=std,panic_abort
+endif
 BIN     := target/$(TARGET)/release/hermes-s6
 CARGO   ?= cargo
 
@@ -30,7 +42,7 @@ deps:
 build: deps $(BIN)
 
 $(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs) $(wildcard execline/*)
-	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) $(CARGO) build --release --locked --target $(TARGET)
+	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) $(BUILD_ENV) $(CARGO) build --release --locked --target $(TARGET) $(BUILD_ARGS)
 
 test: build
 	$(CARGO) test --locked -- --test-threads=4

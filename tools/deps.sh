@@ -18,6 +18,11 @@ if [ -n "$missing" ]; then
     echo "deps: missing s6/execline; run: sudo apt-get install -y s6 execline" >&2; exit 111
   fi
 fi
+# rust-src: `make` rebuilds std without its panic/backtrace machinery.
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  echo "deps: rustup component add rust-src" >&2
+  rustup component add rust-src >/dev/null
+fi
 if [ "$need_musl" = 1 ]; then
   echo "deps: rustup target add x86_64-unknown-linux-musl" >&2
   rustup target add x86_64-unknown-linux-musl >/dev/null
