@@ -24,7 +24,7 @@ endif
 BIN     := target/$(TARGET)/release/hermes-s6
 CARGO   ?= cargo
 
-.PHONY: all deps build test test-unit test-e2e demo install bench stress clean help
+.PHONY: all deps build $(BIN) test test-unit test-e2e demo install bench stress clean help
 
 all: build
 
@@ -39,9 +39,8 @@ help:
 deps:
 	@sh tools/deps.sh
 
-build: deps $(BIN)
-
-$(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs) $(wildcard execline/*)
+# cargo decides what is stale; make always asks it.
+build: deps
 	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) $(BUILD_ENV) $(CARGO) build --release --locked --target $(TARGET) $(BUILD_ARGS)
 
 test: build
@@ -70,7 +69,7 @@ define subst
 	    -e 's|@BINDIR@|$(BINDIR)|g' $(1) > $(2) && chmod 0755 $(2)
 endef
 
-install: $(BIN)
+install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/cont-init.d
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/hermes-s6
 	$(call subst,cont-init.d/50-hermes-scandir,$(DESTDIR)/etc/cont-init.d/50-hermes-scandir)
