@@ -63,7 +63,7 @@ stress: build
 	bash tests/stress.sh
 
 # Fill @SHEBANGDIR@/@WITH_CONTENV@/@BINDIR@ in an installed script.
-define subst
+define fill
 	sed -e 's|@SHEBANGDIR@|$(SHEBANGDIR)|g' \
 	    -e 's|@WITH_CONTENV@|$(if $(WITH_CONTENV),$(WITH_CONTENV)\n,)|g' \
 	    -e 's|@BINDIR@|$(BINDIR)|g' $(1) > $(2) && chmod 0755 $(2)
@@ -72,15 +72,15 @@ endef
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/cont-init.d
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/hermes-s6
-	$(call subst,cont-init.d/50-hermes-scandir,$(DESTDIR)/etc/cont-init.d/50-hermes-scandir)
-	$(call subst,cont-init.d/60-hermes-reconcile,$(DESTDIR)/etc/cont-init.d/60-hermes-reconcile)
+	$(call fill,cont-init.d/50-hermes-scandir,$(DESTDIR)/etc/cont-init.d/50-hermes-scandir)
+	$(call fill,cont-init.d/60-hermes-reconcile,$(DESTDIR)/etc/cont-init.d/60-hermes-reconcile)
 ifeq ($(SERVICE_STYLE),services.d)
 	install -d $(DESTDIR)/etc/services.d/hermes-svscan
-	$(call subst,execline/hermes-svscan-run,$(DESTDIR)/etc/services.d/hermes-svscan/run)
+	$(call fill,execline/hermes-svscan-run,$(DESTDIR)/etc/services.d/hermes-svscan/run)
 else ifeq ($(SERVICE_STYLE),s6-rc)
 	install -d $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/dependencies.d \
 	           $(DESTDIR)/etc/s6-overlay/s6-rc.d/user/contents.d
-	$(call subst,execline/hermes-svscan-run,$(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/run)
+	$(call fill,execline/hermes-svscan-run,$(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/run)
 	echo longrun > $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/type
 	: > $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/dependencies.d/base
 	: > $(DESTDIR)/etc/s6-overlay/s6-rc.d/user/contents.d/hermes-svscan
