@@ -308,13 +308,15 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     });
     let dead_pid = st.as_ref().and_then(|s| s.pid());
     let dead_start = st.as_ref().and_then(|s| s.start_time());
-    let m = match marker::consume(&home, dead_pid, dead_start, now) {
-        Ok(m) => m,
-        Err(e) => {
-            warn(format_args!("{}", e));
-            None
+    // The home marker (the gateway may have consumed it already) and the
+    // slot's copy (ops::mark); both are always deleted once read.
+    let mut m = None;
+    for dir in [home.clone(), cfg.slot_dir(p).join("data")] {
+        match marker::consume(&dir, dead_pid, dead_start, now) {
+            Ok(found) => m = m.or(found),
+            Err(e) => warn(format_args!("{}", e)),
         }
-    };
+    }
     let action = m.as_ref().map(|m| m.action.as_deref());
     let clean_restart = std::env::var("HERMES_GATEWAY_CLEAN_EXIT").is_ok_and(|v| v == "restart");
     let first = classify(code, action, clean_restart, false);

@@ -112,6 +112,24 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     Ok(())
 }
 
+/// Write the planned-stop marker: into P's home for the gateway (SPEC §3.2),
+/// and a copy into the slot's `data/` for finish, because a hermes gateway
+/// consumes the home marker itself and then exits 0, which finish could not
+/// tell from a deliberate exit (and a restart would stay parked).
+fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> Result<()> {
+    marker::write(home, pid as u32, action)?;
+    if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
+        let _ = marker::remove(home);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn unmark(home: &Path, dir: &Path) {
+    let _ = marker::remove(home);
+    let _ = marker::remove(&dir.join("data"));
+}
+
 fn up_pid(dir: &Path) -> Result<Option<u64>> {
     Ok(svstat::read(dir)?
         .filter(|s| s.up && s.pid > 0)
@@ -214,7 +232,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let prev = set_desired(&home, "stopped")?;
     let mut marked = false;
     if let Some(pid) = pid {
-        match marker::write(&home, pid as u32, None) {
+        match mark(&home, &dir, pid, None) {
             Ok(()) => marked = true,
             Err(e) => {
                 restore_desired(&home, prev);
@@ -225,7 +243,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     if let Err(e) = control::svc(&dir, "d") {
         restore_desired(&home, prev);
         if marked {
-            let _ = marker::remove(&home);
+            unmark(&home, &dir);
         }
         return Err(e);
     }
@@ -255,7 +273,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     };
     let mut marked = false;
     if let Some(pid) = old {
-        match marker::write(&home, pid as u32, Some("restart")) {
+        match mark(&home, &dir, pid, Some("restart")) {
             Ok(()) => marked = true,
             Err(e) => {
                 restore_desired(&home, prev);
@@ -268,7 +286,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     if let Err(e) = control::svc(&dir, "ru") {
         restore_desired(&home, prev);
         if marked {
-            let _ = marker::remove(&home);
+            unmark(&home, &dir);
         }
         return Err(e);
     }
