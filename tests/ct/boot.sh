@@ -53,7 +53,7 @@ done
 case $RUN_MODE in layer|tmpfs) ;; *) die "RUN_MODE must be layer or tmpfs" ;; esac
 case $SHUTDOWN_MODE in overlay|plain) ;; *) die "SHUTDOWN_MODE must be overlay or plain" ;; esac
 mkdir -p "$CT_DIR"
-rm -f "$PIDFILE" "$UPIDFILE" "$NSFILE"
+rm -f "$PIDFILE" "$UPIDFILE" "$NSFILE" "$STOPFILE"
 
 export CT_HOME CT_DIR CT_NAME HERMES_USER HERMES_UID HERMES_GID HERMES_HOME_CT IMAGE_SRC \
        RUN_MODE SHUTDOWN_MODE FAKE_SYSTEM_SERVICES S6_KEEP_ENV CT_PATH CT_BINDS

@@ -39,7 +39,8 @@ VOLUME=$CT_DIR/home           # host side of the HERMES_HOME volume
 CONSOLE=$CT_DIR/console.log   # PID 1's stdout and stderr (`docker logs`)
 PIDFILE=$CT_DIR/pid1          # host pid of the container's PID 1
 UPIDFILE=$CT_DIR/unshare.pid  # host pid of unshare(1), PID 1's parent
-NSFILE=$CT_DIR/ns             # "pidns-inode mntns-inode boot-ticks" of the running container
+NSFILE=$CT_DIR/ns             # "pidns-inode mntns-inode boot-ticks" of the last boot
+STOPFILE=$CT_DIR/stop-ticks   # when the last stop began (clock ticks since the host booted)
 ENVFILE=$CT_DIR/env           # the container environment, KEY=VALUE lines
 
 # mount(8) would otherwise create /run/mount/utab on the host before pivot_root.
@@ -98,24 +99,23 @@ ct_pid1() {
 
 ct_running() { [ -n "$(ct_pid1)" ]; }
 
-# Host pids still inside the container's namespaces (pid or mount) that
-# started between its boot and now: what `stop` must leave empty. Zombies are
-# ignored (they hold no namespace and no mount). Filtering on the start time
-# keeps a namespace inode reused later by another container from matching.
+# Host pids still inside the container's namespaces (pid or mount): what a
+# stop must leave empty. Zombies are ignored (they hold no namespace and no
+# mount). The kernel reuses a freed namespace's inode number for the next new
+# namespace, perhaps another container's: only processes started after the
+# boot and before the stop began count.
 ct_leftovers() {
-  local pidns mntns t0 t1 line pid ino st
+  local pidns mntns t0 t1 path ino pid kind st
   [ -s "$NSFILE" ] || return 0
   read -r pidns mntns t0 < "$NSFILE"
-  t1=$(now_ticks)
+  if [ -s "$STOPFILE" ] && [ -z "$(ct_pid1)" ]; then read -r t1 < "$STOPFILE"; else t1=$(( $(now_ticks) + 1 )); fi
   { stat -L -c '%n %i' /proc/[0-9]*/ns/pid /proc/[0-9]*/ns/mnt 2>/dev/null || true; } |
-  while read -r line ino; do
-    [ "$ino" = "$pidns" ] || [ "$ino" = "$mntns" ] || continue
-    pid=${line#/proc/}; pid=${pid%%/*}
+  while read -r path ino; do
+    kind=${path##*/}
+    if [ "$kind" = pid ]; then [ "$ino" = "$pidns" ] || continue; else [ "$ino" = "$mntns" ] || continue; fi
+    pid=${path#/proc/}; pid=${pid%%/*}
     alive "$pid" || continue
     st=$(starttime "$pid") || continue
-    if [ "$st" -ge "$t0" ] && [ "$st" -le "$t1" ]; then echo "$pid"; fi
+    if [ "$st" -ge "$t0" ] && [ "$st" -lt "$t1" ]; then echo "$pid"; fi
   done | sort -un
 }
-
-# container-side paths from the host, through PID 1's root (no nsenter needed)
-ct_root() { local p; p=$(ct_pid1); [ -n "$p" ] && echo "/proc/$p/root"; }

@@ -20,6 +20,7 @@ fi
 read -r u < "$UPIDFILE"
 
 echo "=== ct stop $(date -u +%FT%T.%3NZ) (SIGTERM to PID 1, timeout ${STOP_TIMEOUT}s)" >> "$CONSOLE"
+now_ticks > "$STOPFILE"
 t0=${EPOCHREALTIME/./}
 kill -TERM "$p"
 how=graceful
