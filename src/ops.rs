@@ -104,11 +104,7 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             }
         }
     }
-    slot::unpublish(
-        cfg,
-        p,
-        w.timeout.max(Duration::from_millis(DEFAULT_WAIT_MS)),
-    )?;
+    slot::unpublish(cfg, p, w.timeout)?;
     Ok(())
 }
 
@@ -206,6 +202,7 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let dir = cfg.slot_dir(p);
     let sent = ensure_slot(cfg, p).and_then(|_| {
         let _ = Tally::clear(&dir);
+        slot::set_autostart(&dir, true)?;
         control::svc(&dir, "u")
     });
     if let Err(e) = sent {
@@ -240,7 +237,10 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             }
         }
     }
-    if let Err(e) = control::svc(&dir, "d") {
+    let had_down = dir.join("down").exists();
+    let sent = slot::set_autostart(&dir, false).and_then(|_| control::svc(&dir, "d"));
+    if let Err(e) = sent {
+        let _ = slot::set_autostart(&dir, !had_down);
         restore_desired(&home, prev);
         if marked {
             unmark(&home, &dir);
@@ -264,6 +264,10 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     let _ = Tally::clear(&dir);
+    if let Err(e) = slot::set_autostart(&dir, true) {
+        restore_desired(&home, prev);
+        return Err(e);
+    }
     let old = match up_pid(&dir) {
         Ok(v) => v,
         Err(e) => {

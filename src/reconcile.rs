@@ -81,18 +81,6 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Bring an existing slot's `down` file in line with the intent, without
-/// touching a running supervisor.
-fn sync_down(dir: &Path, autostart: bool) -> Result<()> {
-    let down = dir.join("down");
-    if autostart {
-        fsutil::remove_file(&down)?;
-    } else if fs::symlink_metadata(&down).is_err() {
-        fs::write(&down, b"").map_err(|e| sys("create", &down, e))?;
-    }
-    Ok(())
-}
-
 /// Reconcile one profile; returns its boot-log entry.
 fn one(cfg: &Config, p: &str, dry_run: bool) -> Result<Entry> {
     let home = cfg.home(p);
@@ -122,7 +110,7 @@ fn one(cfg: &Config, p: &str, dry_run: bool) -> Result<Entry> {
     let dir = cfg.slot_dir(p);
     if slot::is_registered(cfg, p) {
         if svstat::is_supervised(&dir)? {
-            sync_down(&dir, started)?;
+            slot::set_autostart(&dir, started)?;
             return Ok(entry);
         }
         // Unsupervised leftover: rebuild it from scratch.

@@ -89,6 +89,20 @@ pub fn sweep_tmp(cfg: &Config) -> Result<usize> {
     Ok(n)
 }
 
+/// Keep the slot's `down` file in line with the intent (like `s6-svc -U` /
+/// `-D`), so a supervisor that restarts (the nested scanner crashed, say)
+/// brings the gateway back in the state the operator last asked for.
+pub fn set_autostart(dir: &Path, autostart: bool) -> Result<()> {
+    let down = dir.join("down");
+    if autostart {
+        crate::fsutil::remove_file(&down).map(|_| ())
+    } else if fs::symlink_metadata(&down).is_err() {
+        write_new(&down, b"", 0o644)
+    } else {
+        Ok(())
+    }
+}
+
 /// Everything a slot is made of, for one profile.
 pub struct Spec<'a> {
     pub profile: &'a str,
