@@ -200,15 +200,20 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     let prev = set_desired(&home, "running")?;
     let dir = cfg.slot_dir(p);
+    let mut had_down = None;
     let sent = ensure_slot(cfg, p).and_then(|_| {
-        let _ = Tally::clear(&dir);
+        had_down = Some(dir.join("down").exists());
         slot::set_autostart(&dir, true)?;
         control::svc(&dir, "u")
     });
     if let Err(e) = sent {
+        if let Some(d) = had_down {
+            let _ = slot::set_autostart(&dir, !d);
+        }
         restore_desired(&home, prev);
         return Err(e);
     }
+    let _ = Tally::clear(&dir);
     wait_for(p, "up", w, |s| is_up(s, &dir, 0), &dir)
 }
 
