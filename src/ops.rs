@@ -10,11 +10,12 @@
 
 use crate::control;
 use crate::error::{refused, warn, Error, Result};
+use crate::fsutil;
 use crate::lifecycle::Tally;
 use crate::marker;
 use crate::profile::{self, Config};
 use crate::slot::{self, Spec};
-use crate::state;
+use crate::state::{self, State};
 use crate::svstat::{self, Status};
 use std::path::Path;
 use std::time::Duration;
@@ -49,18 +50,65 @@ fn no_such(cfg: &Config, p: &str) -> Error {
     ))
 }
 
-/// Set `desired_state`, returning the previous value for a rollback.
-fn set_desired(home: &Path, v: &str) -> Result<Option<String>> {
-    let mut prev = None;
-    state::update(home, |s| {
-        prev = s.desired_state().map(str::to_string);
-        s.set_str("desired_state", v);
-    })?;
-    Ok(prev)
+/// What `set_desired` changed, so that a failed command can put it back.
+struct Undo {
+    prev: Option<String>,
+    /// The file as it was (None: no file), when that is what the locked update read.
+    before: Option<Option<Vec<u8>>>,
+    /// The document `set_desired` wrote.
+    written: String,
 }
 
-fn restore_desired(home: &Path, prev: Option<String>) {
-    let r = state::update(home, |s| match &prev {
+/// Set `desired_state`, remembering enough for a rollback.
+fn set_desired(home: &Path, v: &str) -> Result<Undo> {
+    // Read before taking the lock; trusted below only if it is what the update loaded.
+    let raw = fsutil::read_file(&home.join(state::FILE), state::MAX_LEN).ok();
+    let mut prev = None;
+    let mut same = false;
+    let st = state::update(home, |s| {
+        prev = s.desired_state().map(str::to_string);
+        let was = raw.as_ref().map(|r| {
+            r.as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|t| State::parse(t).ok())
+                .unwrap_or_default()
+        });
+        same = was.as_ref() == Some(&*s);
+        s.set_str("desired_state", v);
+    })?;
+    Ok(Undo {
+        prev,
+        before: if same { raw } else { None },
+        written: st.to_json(),
+    })
+}
+
+/// Undo `set_desired`: the file's exact old bytes (or no file) when nobody wrote it since,
+/// else just the old `desired_state` back (keeping the other writer's keys).
+fn restore_desired(home: &Path, undo: Undo) {
+    let path = home.join(state::FILE);
+    if let Some(before) = &undo.before {
+        let exact = fsutil::lock_exclusive(&home.join(state::LOCK_FILE)).and_then(|lock| {
+            let cur = fsutil::read_file(&path, state::MAX_LEN)?;
+            let ours = cur.as_deref() == Some(undo.written.as_bytes());
+            if ours {
+                match before {
+                    Some(b) => fsutil::write_atomic(&path, b, 0o644)?,
+                    None => {
+                        fsutil::remove_file(&path)?;
+                    }
+                }
+            }
+            drop(lock);
+            Ok(ours)
+        });
+        match exact {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => warn(format_args!("could not restore {}: {}", path.display(), e)),
+        }
+    }
+    let r = state::update(home, |s| match &undo.prev {
         Some(v) => s.set_str("desired_state", v),
         None => {
             s.remove("desired_state");
