@@ -317,14 +317,20 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     let _ = Tally::clear(&dir);
-    if let Err(e) = slot::set_autostart(&dir, true) {
+    let had_down = dir.join("down").exists();
+    // every failure from here on puts the `down` file back as it was, too
+    let undo = |prev| {
+        let _ = slot::set_autostart(&dir, !had_down);
         restore_desired(&home, prev);
+    };
+    if let Err(e) = slot::set_autostart(&dir, true) {
+        undo(prev);
         return Err(e);
     }
     let old = match up_pid(&dir) {
         Ok(v) => v,
         Err(e) => {
-            restore_desired(&home, prev);
+            undo(prev);
             return Err(e);
         }
     };
@@ -333,7 +339,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         match mark(&home, &dir, pid, Some("restart")) {
             Ok(()) => marked = true,
             Err(e) => {
-                restore_desired(&home, prev);
+                undo(prev);
                 return Err(e);
             }
         }
@@ -341,7 +347,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     // `r` alone does not set want-up, and on a down service it does nothing:
     // `r` then `u` restarts an up gateway and starts a down one.
     if let Err(e) = control::svc(&dir, "ru") {
-        restore_desired(&home, prev);
+        undo(prev);
         if marked {
             unmark(&home, &dir);
         }
