@@ -1,0 +1,196 @@
+//! Concurrency: two processes interleave read-modify-writes of one `gateway_state.json`
+//! through `state::update` (what every hermes-s6 command uses). Both children are this test
+//! binary re-run on one test (`writer_child`), so each is a real separate process with its own
+//! file descriptors and locks, and nothing of the parent's test harness.
+//!
+//! Writer A owns `desired_state` (alternating running/stopped) and `a_seq`; writer B owns the
+//! runtime keys (`gateway_state`, `pid`, `start_time`, `exit_reason`) and `b_seq`; both
+//! increment the shared counter `n`. A lost update shows as `n` < 2 × N or a stale `*_seq`.
+//! The document also carries the gateway's own keys, which must come out unchanged.
+
+mod robust_util;
+
+use hermes_s6::state::{self, State};
+use robust_util::*;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+/// The gateway's keys: hermes-s6 owns none of them.
+const FOREIGN: &str = r#"{"kind":"hermes-gateway","platforms":{"telegram":{"state":"connected","since":1785000000.25},"discord":null},"big":-123456789012345678901234567890.5e-7,"list":[1,[2,[3,[]]],{"k":"v"}],"u":"caf\u00e9 \ud83e\udd80 \"q\" \\ \n","dup":1,"dup":2,"empty":{}}"#;
+
+fn desired_for(i: usize) -> &'static str {
+    if i % 2 == 0 {
+        "running"
+    } else {
+        "stopped"
+    }
+}
+
+/// One writer (run only as a child process of `two_writers_lose_nothing`).
+#[test]
+fn writer_child() {
+    if !in_child() {
+        return;
+    }
+    let home = std::env::var_os("ROBUST_HOME").unwrap();
+    let home = Path::new(&home);
+    let role = std::env::var("ROBUST_ROLE").unwrap();
+    let n: usize = std::env::var("ROBUST_N").unwrap().parse().unwrap();
+    // start together: say ready, wait for the parent's go (given once both are ready)
+    fs::write(home.join(format!("ready-{}", role)), "").unwrap();
+    assert!(poll(Duration::from_secs(20), || home.join("go").exists()));
+    let unlocked = std::env::var_os("ROBUST_UNLOCKED").is_some();
+    let mut switches = 0;
+    for i in 0..n {
+        let mut f = |s: &mut State| {
+            let last = s.get_str("last_writer").map(str::to_string);
+            if last.as_deref().is_some_and(|l| l != role) {
+                switches += 1;
+            }
+            let count = s.get_u64("n").unwrap_or(0);
+            s.set_u64("n", count + 1);
+            s.set_str("last_writer", &role);
+            if role == "a" {
+                s.set_str("desired_state", desired_for(i));
+                s.set_u64("a_seq", i as u64);
+            } else {
+                s.set_str(
+                    "gateway_state",
+                    if i % 3 == 0 { "running" } else { "stopped" },
+                );
+                s.set_u64("pid", 1000 + i as u64);
+                s.set_u64("start_time", 5000 + i as u64);
+                s.set_str("exit_reason", "signal");
+                s.set_u64("b_seq", i as u64);
+            }
+        };
+        if unlocked {
+            // the negative control: the same read-modify-write without the lock
+            let mut st = state::load(home).unwrap().unwrap_or_default();
+            f(&mut st);
+            let path = home.join(state::FILE);
+            hermes_s6::fsutil::write_atomic(&path, st.to_json().as_bytes(), 0o644).unwrap();
+        } else {
+            state::update(home, f).unwrap();
+        }
+    }
+    println!("switches={}", switches);
+}
+
+fn switches(o: &Out) -> usize {
+    o.stdout
+        .lines()
+        .find_map(|l| l.split("switches=").nth(1))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_writers_lose_nothing() {
+    if in_child() {
+        return;
+    }
+    let rounds = count(1, 5);
+    let n = 500;
+    for round in 0..rounds {
+        let d = TempDir::new("conc");
+        let home = d.0.clone();
+        fs::write(home.join(state::FILE), FOREIGN).unwrap();
+        let (a, b) = run_pair(&home, n, false);
+
+        let text = fs::read_to_string(home.join(state::FILE)).unwrap();
+        let st = State::parse(&text).unwrap();
+        assert_eq!(
+            st.get_u64("n"),
+            Some(2 * n as u64),
+            "lost updates: {}",
+            text
+        );
+        assert_eq!(st.get_u64("a_seq"), Some(n as u64 - 1));
+        assert_eq!(st.get_u64("b_seq"), Some(n as u64 - 1));
+        // the last operation on each key wins
+        assert_eq!(st.desired_state(), Some(desired_for(n - 1)));
+        assert_eq!(st.pid(), Some(1000 + n as u32 - 1));
+        assert_eq!(st.start_time(), Some(5000 + n as u64 - 1));
+        assert_eq!(
+            st.gateway_state(),
+            Some(if (n - 1) % 3 == 0 {
+                "running"
+            } else {
+                "stopped"
+            })
+        );
+        assert!(st.updated_at().is_some());
+        // the gateway's keys survive, in order, values untouched (duplicates included; string
+        // escapes may be re-spelled as UTF-8, numbers keep their text)
+        let before = hermes_s6::json::parse(FOREIGN).unwrap();
+        let after = hermes_s6::json::parse(&text).unwrap();
+        let (before, after) = (before.as_object().unwrap(), after.as_object().unwrap());
+        assert_eq!(
+            &after[..before.len()],
+            before,
+            "foreign keys changed:\n{}",
+            text
+        );
+        assert!(temps(&home).is_empty(), "{:?}", temps(&home));
+        let sw = switches(&a) + switches(&b);
+        eprintln!(
+            "concurrency round {}: 2 x {} updates, {} writer switches",
+            round, n, sw
+        );
+        assert!(sw > 0, "the two writers never interleaved");
+    }
+}
+
+/// Run writers a and b (N updates each) on `home`, started together.
+fn run_pair(home: &Path, n: usize, unlocked: bool) -> (Out, Out) {
+    let n_s = n.to_string();
+    let spawn = |role: &str| {
+        let mut env: Vec<(&str, &OsStr)> = vec![
+            ("ROBUST_HOME", home.as_os_str()),
+            ("ROBUST_ROLE", OsStr::new(role)),
+            ("ROBUST_N", OsStr::new(&n_s)),
+        ];
+        if unlocked {
+            env.push(("ROBUST_UNLOCKED", OsStr::new("1")));
+        }
+        let mut c = self_test("writer_child", &[], &env);
+        std::thread::spawn(move || run_bounded(&mut c, Duration::from_secs(120)))
+    };
+    let a = spawn("a");
+    let b = spawn("b");
+    assert!(poll(Duration::from_secs(20), || {
+        home.join("ready-a").exists() && home.join("ready-b").exists()
+    }));
+    fs::write(home.join("go"), "").unwrap();
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_child_passed(&a, "writer a");
+    assert_child_passed(&b, "writer b");
+    (a, b)
+}
+
+/// The check above can fail: the same writers without the lock do lose updates.
+#[test]
+fn unlocked_writers_lose_updates_so_the_check_is_real() {
+    if in_child() {
+        return;
+    }
+    let d = TempDir::new("conc-unlocked");
+    fs::write(d.path(state::FILE), FOREIGN).unwrap();
+    let n = 500;
+    let (a, b) = run_pair(&d.0, n, true);
+    let st = State::parse(&fs::read_to_string(d.path(state::FILE)).unwrap()).unwrap();
+    let got = st.get_u64("n").unwrap();
+    eprintln!(
+        "unlocked control: n = {} of {} ({} switches)",
+        got,
+        2 * n,
+        switches(&a) + switches(&b)
+    );
+    assert!(
+        got < 2 * n as u64,
+        "no update lost without the lock: the test cannot see losses"
+    );
+}
