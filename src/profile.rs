@@ -4,6 +4,7 @@
 //! musl-static (no NSS), and tests point the lookup at a fake `etc` directory.
 
 use crate::error::{refused, sys, usage, Error, Result};
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -58,33 +59,38 @@ pub struct Config {
 }
 
 /// A variable's value, or None when unset or empty (an empty override means "default").
-fn env_var(name: &str) -> Option<String> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(|v| v.to_string_lossy().into_owned())
+fn env_var(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
 impl Config {
     pub fn from_env() -> Config {
-        Config::from_lookup(env_var)
+        Config::from_os_lookup(env_var)
     }
 
     /// `from_env` with the variables taken from `var` (tests must not mutate the process env).
+    #[cfg(test)]
     fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Config {
+        Config::from_os_lookup(|k| var(k).map(OsString::from))
+    }
+
+    /// Paths keep their bytes (a non-UTF-8 directory name is still that directory, not its
+    /// lossy spelling); the user and the command line are text.
+    fn from_os_lookup(var: impl Fn(&str) -> Option<OsString>) -> Config {
+        let path = |k: &str, default: &str| var(k).map_or_else(|| default.into(), PathBuf::from);
+        let text = |k: &str| var(k).map(|v| v.to_string_lossy().into_owned());
+        let scandir = if var("HERMES_S6_SCANDIR").is_some() {
+            "HERMES_S6_SCANDIR"
+        } else {
+            "S6_PROFILE_GATEWAY_SCANDIR"
+        };
         Config {
-            hermes_home: var("HERMES_HOME")
-                .unwrap_or_else(|| "/opt/data".into())
-                .into(),
-            scandir: var("HERMES_S6_SCANDIR")
-                .or_else(|| var("S6_PROFILE_GATEWAY_SCANDIR"))
-                .unwrap_or_else(|| "/run/hermes/service".into())
-                .into(),
-            user: var("HERMES_S6_USER").unwrap_or_else(|| "hermes".into()),
-            gateway_cmd: var("HERMES_GATEWAY_CMD")
+            hermes_home: path("HERMES_HOME", "/opt/data"),
+            scandir: path(scandir, "/run/hermes/service"),
+            user: text("HERMES_S6_USER").unwrap_or_else(|| "hermes".into()),
+            gateway_cmd: text("HERMES_GATEWAY_CMD")
                 .unwrap_or_else(|| "hermes -p {profile} gateway run --replace".into()),
-            shebangdir: var("HERMES_S6_SHEBANGDIR")
-                .unwrap_or_else(|| BUILD_SHEBANGDIR.into())
-                .into(),
+            shebangdir: path("HERMES_S6_SHEBANGDIR", BUILD_SHEBANGDIR),
         }
     }
 
