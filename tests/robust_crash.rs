@@ -211,6 +211,8 @@ fn killed_stop_leaves_old_or_new_marker_and_state() {
     let target = sup.up_pid().unwrap() as u32;
     let spath = home.join(state::FILE);
     let mpath = home.join(marker::FILE);
+    let data = scan.join("gateway-default").join("data");
+    let dpath = data.join(marker::FILE);
     let cmd = || {
         let mut c = hermes(&home, &scan);
         c.args(["stop", "default"]);
@@ -230,6 +232,7 @@ fn killed_stop_leaves_old_or_new_marker_and_state() {
         fs::write(&spath, seed_doc(&mut rng, pad, Some("running"))).unwrap();
         let old_state = fs::read(&spath).unwrap();
         let old_marker = fs::read(&mpath).ok();
+        let old_copy = fs::read(&dpath).ok();
         let delay = Duration::from_micros(rng.below(span) as u64);
         let (pid, completed) = kill_after(&mut cmd(), delay);
         // stop writes no pid into the state: only `desired_state` and `updated_at` change
@@ -257,21 +260,15 @@ fn killed_stop_leaves_old_or_new_marker_and_state() {
         } else {
             t.old += 1;
         }
-        let m = fs::read(&mpath).ok();
-        if m != old_marker {
-            let bytes = m.expect("marker vanished");
-            let text = std::str::from_utf8(&bytes).unwrap();
-            let mk: Marker =
-                Marker::parse(text).unwrap_or_else(|| panic!("torn marker: {:?}", text));
-            assert_eq!(mk.stopper_pid, pid, "marker from someone else: {}", text);
-            assert_eq!(mk.target_pid, target);
-            assert!(mk.target_start_time.is_some() && mk.action.is_none());
-            marker_new += 1;
-        }
+        // the marker in the home, and its copy in the slot's data/ for finish
+        marker_new += check_marker(&mpath, &old_marker, pid, target) as usize;
+        check_marker(&dpath, &old_copy, pid, target);
         let left = temps(&home);
         if completed {
             t.completed += 1;
             assert!(m_is_some(&mpath), "completed stop wrote no marker");
+            assert!(m_is_some(&dpath), "completed stop wrote no marker copy");
+            assert!(temps(&data).is_empty(), "{:?}", temps(&data));
             assert!(
                 left.is_empty(),
                 "temp files after a completed stop: {:?}",
@@ -312,6 +309,21 @@ fn only_killed_writers(left: &[String], killed: &[u32], seed: u64, i: usize) {
             l
         );
     }
+}
+
+/// The marker at `path` after stopper `pid` ran: the old bytes, or its complete marker.
+fn check_marker(path: &Path, old: &Option<Vec<u8>>, pid: u32, target: u32) -> bool {
+    let m = fs::read(path).ok();
+    if &m == old {
+        return false;
+    }
+    let bytes = m.expect("marker vanished");
+    let text = std::str::from_utf8(&bytes).unwrap();
+    let mk: Marker = Marker::parse(text).unwrap_or_else(|| panic!("torn marker: {:?}", text));
+    assert_eq!(mk.stopper_pid, pid, "marker from someone else: {}", text);
+    assert_eq!(mk.target_pid, target);
+    assert!(mk.target_start_time.is_some() && mk.action.is_none());
+    true
 }
 
 fn m_is_some(p: &Path) -> bool {
