@@ -15,8 +15,9 @@
 //! TAI values converted the same way, so they are exact either way.
 
 use crate::error::{refused, sys, Error, Result};
-use std::fs::{self, File};
+use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -445,7 +446,12 @@ pub fn parse_human(line: &str) -> Option<Human> {
 /// false; lock held → true; any other failure (EACCES…) → System error naming the lock file.
 pub fn is_supervised(svc_dir: &Path) -> Result<bool> {
     let lock = svc_dir.join("supervise/lock");
-    let f = match File::open(&lock) {
+    // Non-blocking like s6's own open_read: a FIFO planted there must not hang us.
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&lock)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(sys("check", &lock, e)),
@@ -489,8 +495,9 @@ pub fn read_with(svc_dir: &Path, svstat_tool: &Path) -> Result<Option<Status>> {
         return Ok(None);
     }
     let path = svc_dir.join("supervise/status");
-    let mut st = match fs::read(&path) {
-        Ok(bytes) => match decode(&bytes) {
+    // No-follow, non-blocking, bounded: the slot belongs to the hermes user.
+    let mut st = match crate::fsutil::read_file(&path, 4096)? {
+        Some(bytes) => match decode(&bytes) {
             Some(st) => st,
             None => match read_via_svstat(svc_dir, svstat_tool)? {
                 Some(st) => st,
@@ -499,8 +506,7 @@ pub fn read_with(svc_dir: &Path, svstat_tool: &Path) -> Result<Option<Status>> {
         },
         // s6-supervise takes its lock just before writing its first status: in that instant
         // the service exists but was never started.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => OStatus::default().to_status(),
-        Err(e) => return Err(sys("read", &path, e)),
+        None => OStatus::default().to_status(),
     };
     st.normally_up = Some(normally_up(svc_dir)?);
     Ok(Some(st))
