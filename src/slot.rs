@@ -324,8 +324,12 @@ pub fn wait_supervised(dir: &Path, timeout: Duration) -> Result<bool> {
 }
 
 /// `rm -rf` without following symlinks (std's remove_dir_all is safe
-/// against symlink races since Rust 1.58).
+/// against symlink races since Rust 1.58). A file, FIFO or symlink at `path`
+/// is unlinked (remove_dir_all fails with ENOTDIR on those).
 pub fn remove_tree(path: &Path) -> Result<()> {
+    if fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        return crate::fsutil::remove_file(path).map(|_| ());
+    }
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
