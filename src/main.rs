@@ -170,6 +170,16 @@ fn int_arg(cmd: &str, what: &str, v: &str) -> Result<i32> {
 
 fn dispatch(cmd: &str, a: Args) -> Result<i32> {
     let cfg = Config::from_env();
+    // Root (`docker exec` without -u) acts as the hermes user too: the homes, logs/ and the
+    // nested scandir are the hermes user's, and root must never follow a link planted there
+    // (profiles/P or a slot's data/ pointing into /etc). Only init-scandir needs root;
+    // run/finish/log drop by themselves; detect and port touch no file.
+    if !matches!(
+        cmd,
+        "init-scandir" | "run" | "finish" | "log" | "detect" | "port"
+    ) {
+        profile::drop_privileges(&cfg)?;
+    }
     match cmd {
         "detect" => {
             want(&a, cmd, 0)?;
