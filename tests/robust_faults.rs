@@ -15,7 +15,6 @@ use robust_util::*;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// What the gateway left in its state file (~12 KiB, so it needs several tmpfs pages).
@@ -245,74 +244,6 @@ fn unwritable_home_is_111_and_changes_nothing() {
             chmod(&home, 0o755);
         }
     }
-}
-
-/// A supervise/ directory that says "up, pid `pid`": the lock held by this process, a 35-byte
-/// status file, a control FIFO. Fault injection for states real s6 cannot be frozen in (a
-/// live supervisor reporting a pid that no longer exists).
-struct FakeSupervise {
-    _lock: fs::File,
-    _reader: Option<fs::File>,
-}
-
-impl FakeSupervise {
-    /// `listening`: someone reads the control FIFO (else s6-svc's "not listening").
-    fn new(slot: &Path, pid: u64, listening: bool) -> FakeSupervise {
-        let sup = slot.join("supervise");
-        fs::create_dir_all(&sup).unwrap();
-        let lock = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(sup.join("lock"))
-            .unwrap();
-        // SAFETY: zeroed flock is valid; then an exclusive whole-file record lock.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as _;
-        fl.l_whence = libc::SEEK_SET as _;
-        assert_eq!(
-            unsafe { libc::fcntl(lock.as_raw_fd(), libc::F_SETLK, &fl) },
-            0
-        );
-        fs::write(sup.join("status"), status_bytes(pid, 0x4)).unwrap();
-        mkfifo(&sup.join("control"));
-        let reader = listening.then(|| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags_nonblock()
-                .open(sup.join("control"))
-                .unwrap()
-        });
-        FakeSupervise {
-            _lock: lock,
-            _reader: reader,
-        }
-    }
-}
-
-trait NonBlock {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-impl NonBlock for fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NONBLOCK)
-    }
-}
-
-/// A 35-byte s6 `supervise/status`: stamp, ready stamp, pid, wstat, flags.
-fn status_bytes(pid: u64, flags: u8) -> Vec<u8> {
-    let mut b = Vec::with_capacity(35);
-    let tai = (1u64 << 62) + 1_785_578_700 + 37;
-    for _ in 0..2 {
-        b.extend_from_slice(&tai.to_be_bytes());
-        b.extend_from_slice(&0u32.to_be_bytes());
-    }
-    b.extend_from_slice(&pid.to_be_bytes());
-    b.extend_from_slice(&0u16.to_be_bytes());
-    b.push(flags);
-    b
 }
 
 /// stop/restart of a gateway whose pid has no /proc entry any more: the marker cannot be
