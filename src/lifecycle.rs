@@ -283,7 +283,7 @@ pub fn log(cfg: &Config, p: &str) -> Result<()> {
     Err(exec(&argv))
 }
 
-/// execvp; returns the error (execline convention: 127 not found, 126 else).
+/// execvp; returns the error (the caller exits 111, a failed system call).
 pub fn exec(argv: &[String]) -> Error {
     use std::os::unix::process::CommandExt;
     let e = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();

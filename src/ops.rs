@@ -10,6 +10,7 @@
 
 use crate::control;
 use crate::error::{refused, warn, Error, Result};
+use crate::fsutil;
 use crate::lifecycle::Tally;
 use crate::marker;
 use crate::profile::{self, Config};
@@ -49,25 +50,27 @@ fn no_such(cfg: &Config, p: &str) -> Error {
     ))
 }
 
-/// Set `desired_state`, returning the previous value for a rollback.
-fn set_desired(home: &Path, v: &str) -> Result<Option<String>> {
-    let mut prev = None;
-    state::update(home, |s| {
-        prev = s.desired_state().map(str::to_string);
-        s.set_str("desired_state", v);
-    })?;
-    Ok(prev)
+/// The state file exactly as it was before a command touched it.
+pub struct Snapshot(Option<Vec<u8>>);
+
+/// Set `desired_state`, keeping a byte-exact snapshot for a rollback.
+fn set_desired(home: &Path, v: &str) -> Result<Snapshot> {
+    let path = home.join(state::FILE);
+    let before = Snapshot(fsutil::read_file(&path, state::MAX_LEN)?);
+    state::update(home, |s| s.set_str("desired_state", v))?;
+    Ok(before)
 }
 
-fn restore_desired(home: &Path, prev: Option<String>) {
-    let r = state::update(home, |s| match &prev {
-        Some(v) => s.set_str("desired_state", v),
-        None => {
-            s.remove("desired_state");
-        }
-    });
+/// Put the state file back as it was (SPEC §2: a failed command leaves
+/// every file as it was), or remove it if there was none.
+fn restore_desired(home: &Path, prev: Snapshot) {
+    let path = home.join(state::FILE);
+    let r = match prev.0 {
+        Some(bytes) => fsutil::write_atomic(&path, &bytes, 0o644),
+        None => fsutil::remove_file(&path).map(|_| ()),
+    };
     if let Err(e) = r {
-        warn(format_args!("could not restore desired_state: {}", e));
+        warn(format_args!("could not restore {}: {}", path.display(), e));
     }
 }
 
@@ -77,10 +80,24 @@ pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
     if !cfg.is_real(p) {
         return Err(no_such(cfg, p));
     }
-    if start {
-        set_desired(&cfg.home(p), "running")?;
+    if slot::is_registered(cfg, p) {
+        return Err(refused(format!(
+            "the s6 gateway slot for profile '{}' is already registered ({})",
+            p,
+            cfg.slot_dir(p).display()
+        )));
     }
-    slot::publish(cfg, &Spec::new(cfg, p, start))?;
+    let prev = if start {
+        Some(set_desired(&cfg.home(p), "running")?)
+    } else {
+        None
+    };
+    if let Err(e) = slot::publish(cfg, &Spec::new(cfg, p, start)) {
+        if let Some(prev) = prev {
+            restore_desired(&cfg.home(p), prev);
+        }
+        return Err(e);
+    }
     if !slot::rescan(cfg)? {
         warn(format_args!(
             "no s6-svscan listens on {}: gateway-{} is picked up at its next scan",
@@ -112,13 +129,20 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
 /// and a copy into the slot's `data/` for finish, because a hermes gateway
 /// consumes the home marker itself and then exits 0, which finish could not
 /// tell from a deliberate exit (and a restart would stay parked).
-fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> Result<()> {
-    marker::write(home, pid as u32, action)?;
+fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> Result<bool> {
+    if let Err(e) = marker::write(home, pid as u32, action) {
+        // The gateway died between the status read and now: nothing to
+        // mark, and s6 still has to be told.
+        if !Path::new(&format!("/proc/{}", pid)).exists() {
+            return Ok(false);
+        }
+        return Err(e);
+    }
     if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
         let _ = marker::remove(home);
         return Err(e);
     }
-    Ok(())
+    Ok(true)
 }
 
 fn unmark(home: &Path, dir: &Path) {
@@ -162,8 +186,19 @@ fn wants_ready(dir: &Path) -> bool {
     dir.join("notification-fd").exists()
 }
 
-fn is_up(st: &Status, dir: &Path, not_pid: u64) -> bool {
-    st.up && st.pid != not_pid && (!wants_ready(dir) || st.ready)
+/// Up for `--wait`: s6 says up (and ready, when the slot asks for
+/// readiness), with a pid other than the old one, and `hermes-s6 run` has
+/// recorded that pid — so a `stop` right after `start --wait` finds the
+/// gateway's identity on disk and its marker is recognised.
+fn is_up(st: &Status, dir: &Path, not_pid: u64, home: &Path) -> bool {
+    st.up
+        && st.pid != not_pid
+        && (!wants_ready(dir) || st.ready)
+        && state::load(home)
+            .ok()
+            .flatten()
+            .and_then(|s| s.pid())
+            .is_some_and(|pid| pid as u64 == st.pid)
 }
 
 fn wait_for(
@@ -214,7 +249,7 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     let _ = Tally::clear(&dir);
-    wait_for(p, "up", w, |s| is_up(s, &dir, 0), &dir)
+    wait_for(p, "up", w, |s| is_up(s, &dir, 0, &home), &dir)
 }
 
 /// `stop P`.
@@ -235,7 +270,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let mut marked = false;
     if let Some(pid) = pid {
         match mark(&home, &dir, pid, None) {
-            Ok(()) => marked = true,
+            Ok(m) => marked = m,
             Err(e) => {
                 restore_desired(&home, prev);
                 return Err(e);
@@ -283,7 +318,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let mut marked = false;
     if let Some(pid) = old {
         match mark(&home, &dir, pid, Some("restart")) {
-            Ok(()) => marked = true,
+            Ok(m) => marked = m,
             Err(e) => {
                 restore_desired(&home, prev);
                 return Err(e);
@@ -300,7 +335,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     let old = old.unwrap_or(0);
-    wait_for(p, "up again", w, |s| is_up(s, &dir, old), &dir)
+    wait_for(p, "up again", w, |s| is_up(s, &dir, old, &home), &dir)
 }
 
 /// Targets of `--all`: `start` takes every registered or real profile (so a
