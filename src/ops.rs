@@ -325,9 +325,10 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             }
         }
     }
-    // `r` alone does not set want-up, and on a down service it does nothing:
-    // `r` then `u` restarts an up gateway and starts a down one.
-    if let Err(e) = control::svc(&dir, "ru") {
+    // `d` then `u`: restarts an up gateway and starts a down one. Not `r`:
+    // it only sends the signal, so timeout-kill never fires and a gateway
+    // that ignores SIGTERM would never come back (s6-supervise's killr).
+    if let Err(e) = control::svc(&dir, "du") {
         restore_desired(&home, prev);
         if marked {
             unmark(&home, &dir);

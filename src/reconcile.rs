@@ -39,8 +39,18 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for ent in rd.flatten() {
         let path = ent.path();
-        // Symlinked profile dirs are not followed (file_type is lstat's).
-        if !ent.file_type().is_ok_and(|t| t.is_dir()) {
+        // Symlinked profile dirs are not followed (file_type is lstat's);
+        // one that leads to a directory is said, since upstream followed it
+        // and an operator who linked a profile in expects it to run.
+        let Ok(ft) = ent.file_type() else { continue };
+        if ft.is_symlink() && fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            warn(format_args!(
+                "skipping {}: a symbolic link (profile directories are not followed)",
+                path.display()
+            ));
+            continue;
+        }
+        if !ft.is_dir() {
             continue;
         }
         let Some(name) = ent.file_name().to_str().map(str::to_string) else {
