@@ -294,6 +294,26 @@ pub fn exec(argv: &[String]) -> Error {
     ))
 }
 
+/// The slot finish runs in: its working directory (s6 runs finish in the
+/// service directory, which s6-overlay's shutdown may have renamed to a
+/// dot-name), else `$SCANDIR/gateway-P`.
+fn own_slot(cfg: &Config, p: &str) -> PathBuf {
+    let want = format!("{}{}", crate::slot::PREFIX, p);
+    match std::env::current_dir() {
+        Ok(cwd)
+            if cwd.join("data").is_dir()
+                && cwd.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n == want
+                        || n.ends_with(&format!("-{}", want))
+                        || n.starts_with(&format!(".{}", want))
+                }) =>
+        {
+            cwd
+        }
+        _ => cfg.slot_dir(p),
+    }
+}
+
 /// `hermes-s6 finish P CODE SIGNAL`: classify, persist, return the exit code.
 pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     profile::validate(p)?;
@@ -311,7 +331,8 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     // The home marker (the gateway may have consumed it already) and the
     // slot's copy (ops::mark); both are always deleted once read.
     let mut m = None;
-    for dir in [home.clone(), cfg.slot_dir(p).join("data")] {
+    let slot = own_slot(cfg, p);
+    for dir in [home.clone(), slot.join("data")] {
         match marker::consume(&dir, dead_pid, dead_start, now) {
             Ok(found) => m = m.or(found),
             Err(e) => warn(format_args!("{}", e)),
@@ -322,7 +343,7 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     let first = classify(code, action, clean_restart, false);
     let verdict = if first.cause.respawns() {
         let lived = dead_start.and_then(|t| lived_secs(t, now));
-        let looping = Tally::record(&cfg.slot_dir(p), now, lived);
+        let looping = Tally::record(&slot, now, lived);
         classify(code, action, clean_restart, looping)
     } else {
         first
