@@ -186,6 +186,23 @@ rss() {
 
 sec() { echo "$OUT/sec$1.md"; }
 
+strace_c() { # NAME CMD...: strace -c -f; prints "calls errors distinct top"
+  local n=$1
+  shift
+  strace -f -c -o "$RAW/strace-c-$n.txt" "$@" > /dev/null 2>&1 || true
+  awk '
+    /^-+/ { d++; next }
+    d == 1 && NF >= 5 { name[++k] = $NF; calls[k] = $4 }
+    $NF == "total" { tot = $4; err = (NF == 6 ? $5 : 0) }
+    END {
+      # top entries by count
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (calls[j] > calls[i]) {
+        t = calls[i]; calls[i] = calls[j]; calls[j] = t; t = name[i]; name[i] = name[j]; name[j] = t }
+      s = ""; for (i = 1; i <= k; i++) s = s (i > 1 ? ", " : "") name[i] " " calls[i]
+      printf "%s|%s|%s|%s\n", tot, err, k, s
+    }' "$RAW/strace-c-$n.txt"
+}
+
 # ---------------------------------------------------------------- environment
 export HERMES_S6_SHEBANGDIR=/usr/bin HERMES_S6_USER=0:0 HERMES_GATEWAY_CMD="sleep 100000"
 use_env() { # DIR: HERMES_HOME=DIR/home, HERMES_S6_SCANDIR=DIR/scan
@@ -323,22 +340,6 @@ fi
 # ================================================================ 6. strace
 if ! skipped 6; then
   say "6: strace"
-  strace_c() { # NAME CMD...: strace -c -f; prints "calls errors distinct top"
-    local n=$1
-    shift
-    strace -f -c -o "$RAW/strace-c-$n.txt" "$@" > /dev/null 2>&1 || true
-    awk '
-      /^-+/ { d++; next }
-      d == 1 && NF >= 5 { name[++k] = $NF; calls[k] = $4 }
-      $NF == "total" { tot = $4; err = (NF == 6 ? $5 : 0) }
-      END {
-        # top entries by count
-        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (calls[j] > calls[i]) {
-          t = calls[i]; calls[i] = calls[j]; calls[j] = t; t = name[i]; name[i] = name[j]; name[j] = t }
-        s = ""; for (i = 1; i <= k; i++) s = s (i > 1 ? ", " : "") name[i] " " calls[i]
-        printf "%s|%s|%s|%s\n", tot, err, k, s
-      }' "$RAW/strace-c-$n.txt"
-  }
   strace_row() {
     local l=$1 r
     shift
@@ -416,10 +417,15 @@ if ! skipped 4; then
     c=$(stat_ms "cp-$n" "cp -a" mean)
     rm -rf "$HERMES_S6_SCANDIR" "$HERMES_HOME/logs"
     k=$(rss "$HS" reconcile)
+    rm -rf "$HERMES_S6_SCANDIR" "$HERMES_HOME/logs"
+    RC_STRACE=$n:$(strace_c "reconcile-$n" "$HS" reconcile)
     echo "| $n | $(pm "$m" "$(stat_ms "reconcile-$n" reconcile stddev)") | $(div "$(awk -v m="$m" 'BEGIN{print m*1000}')" "$n" "%.0f µs") | $(ms "$(stat_ms "reconcile-$n" reconcile user)") | $(ms "$(stat_ms "reconcile-$n" reconcile system)") | $(div "$m" "$pym") | $(ms "$c") | $(div "$m" "$c") | $k |" >> "$(sec 4)"
     rm -rf "${RC:?}/$n" "$RC/cp-$n"
   done
+  IFS='|' read -r tot err k list <<< "${RC_STRACE#*:}"
   {
+    echo
+    echo "\`strace -f -c hermes-s6 reconcile\` at N = ${RC_STRACE%%:*}: $tot syscalls ($(div "$tot" "${RC_STRACE%%:*}" "%.0f") per profile), $err failed: $list."
     echo
     echo "One \`$PY -c 'import json, pathlib, shutil, subprocess'\` ($("$PY" --version 2>&1)), what the upstream"
     echo "Python reconciler pays before doing any work: $(pm "$pym" "$(stat_ms python "python3 import" stddev)")."
