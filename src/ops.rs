@@ -77,10 +77,21 @@ pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
     if !cfg.is_real(p) {
         return Err(no_such(cfg, p));
     }
-    if start {
-        set_desired(&cfg.home(p), "running")?;
+    // Refuse a duplicate before touching the intent: a failed command changes nothing.
+    if slot::is_registered(cfg, p) {
+        return slot::publish(cfg, &Spec::new(cfg, p, start));
     }
-    slot::publish(cfg, &Spec::new(cfg, p, start))?;
+    let prev = if start {
+        Some(set_desired(&cfg.home(p), "running")?)
+    } else {
+        None
+    };
+    if let Err(e) = slot::publish(cfg, &Spec::new(cfg, p, start)) {
+        if let Some(prev) = prev {
+            restore_desired(&cfg.home(p), prev);
+        }
+        return Err(e);
+    }
     if !slot::rescan(cfg)? {
         warn(format_args!(
             "no s6-svscan listens on {}: gateway-{} is picked up at its next scan",
