@@ -274,9 +274,10 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             }
         }
     }
-    // `r` alone does not set want-up, and on a down service it does nothing:
-    // `r` then `u` restarts an up gateway and starts a down one.
-    if let Err(e) = control::svc(&dir, "ru") {
+    // `d` then `u`: an up gateway gets SIGTERM *and* the timeout-kill deadline
+    // (s6-supervise arms it on `d` only, so after `r` a gateway ignoring
+    // SIGTERM is never replaced), then comes back; a down one just starts.
+    if let Err(e) = control::svc(&dir, "du") {
         restore_desired(&home, prev);
         if marked {
             let _ = marker::remove(&home);
