@@ -317,6 +317,16 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
             None
         }
     };
+    // stop/restart leave a copy in the slot: the gateway may have consumed
+    // (deleted) the one in its home. Both are always consumed.
+    let copy = match marker::consume(&cfg.slot_dir(p).join("data"), dead_pid, dead_start, now) {
+        Ok(c) => c,
+        Err(e) => {
+            warn(format_args!("{}", e));
+            None
+        }
+    };
+    let m = m.or(copy);
     let action = m.as_ref().map(|m| m.action.as_deref());
     let clean_restart = std::env::var("HERMES_GATEWAY_CLEAN_EXIT").is_ok_and(|v| v == "restart");
     let first = classify(code, action, clean_restart, false);

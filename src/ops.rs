@@ -208,6 +208,23 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     wait_for(p, "up", w, |s| is_up(s, &dir, 0), &dir)
 }
 
+/// Write the planned-stop marker into P's home (for the gateway) and a copy
+/// into the slot's `data/` (for finish): a hermes gateway deletes the marker it
+/// consumes and exits 0, and finish must still tell that from a deliberate
+/// exit, or a restart would be parked (finish 125).
+fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> Result<()> {
+    marker::write(home, pid as u32, action)?;
+    if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
+        warn(e);
+    }
+    Ok(())
+}
+
+fn unmark(home: &Path, dir: &Path) {
+    let _ = marker::remove(home);
+    let _ = marker::remove(&dir.join("data"));
+}
+
 /// `stop P`.
 pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     profile::validate(p)?;
@@ -225,7 +242,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let prev = set_desired(&home, "stopped")?;
     let mut marked = false;
     if let Some(pid) = pid {
-        match marker::write(&home, pid as u32, None) {
+        match mark(&home, &dir, pid, None) {
             Ok(()) => marked = true,
             Err(e) => {
                 restore_desired(&home, prev);
@@ -236,7 +253,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     if let Err(e) = control::svc(&dir, "d") {
         restore_desired(&home, prev);
         if marked {
-            let _ = marker::remove(&home);
+            unmark(&home, &dir);
         }
         return Err(e);
     }
@@ -266,7 +283,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     };
     let mut marked = false;
     if let Some(pid) = old {
-        match marker::write(&home, pid as u32, Some("restart")) {
+        match mark(&home, &dir, pid, Some("restart")) {
             Ok(()) => marked = true,
             Err(e) => {
                 restore_desired(&home, prev);
@@ -280,7 +297,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     if let Err(e) = control::svc(&dir, "du") {
         restore_desired(&home, prev);
         if marked {
-            let _ = marker::remove(&home);
+            unmark(&home, &dir);
         }
         return Err(e);
     }
