@@ -212,12 +212,22 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
 /// into the slot's `data/` (for finish): a hermes gateway deletes the marker it
 /// consumes and exits 0, and finish must still tell that from a deliberate
 /// exit, or a restart would be parked (finish 125).
-fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> Result<()> {
-    marker::write(home, pid as u32, action)?;
+/// A marker that cannot be written (the gateway died meanwhile, so its
+/// /proc/PID/stat is gone; EACCES…) is a warning, never a reason not to stop:
+/// the intent is already on disk and wins at the next boot.
+fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> bool {
+    if let Err(e) = marker::write(home, pid as u32, action) {
+        warn(format_args!(
+            "profile home {}: no planned-stop marker: {}",
+            home.display(),
+            e
+        ));
+        return false;
+    }
     if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
         warn(e);
     }
-    Ok(())
+    true
 }
 
 fn unmark(home: &Path, dir: &Path) {
@@ -240,16 +250,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     let pid = up_pid(&dir)?;
     let prev = set_desired(&home, "stopped")?;
-    let mut marked = false;
-    if let Some(pid) = pid {
-        match mark(&home, &dir, pid, None) {
-            Ok(()) => marked = true,
-            Err(e) => {
-                restore_desired(&home, prev);
-                return Err(e);
-            }
-        }
-    }
+    let marked = pid.is_some_and(|pid| mark(&home, &dir, pid, None));
     if let Err(e) = control::svc(&dir, "d") {
         restore_desired(&home, prev);
         if marked {
@@ -281,16 +282,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             return Err(e);
         }
     };
-    let mut marked = false;
-    if let Some(pid) = old {
-        match mark(&home, &dir, pid, Some("restart")) {
-            Ok(()) => marked = true,
-            Err(e) => {
-                restore_desired(&home, prev);
-                return Err(e);
-            }
-        }
-    }
+    let marked = old.is_some_and(|pid| mark(&home, &dir, pid, Some("restart")));
     // `d` then `u`: an up gateway gets SIGTERM *and* the timeout-kill deadline
     // (s6-supervise arms it on `d` only, so after `r` a gateway ignoring
     // SIGTERM is never replaced), then comes back; a down one just starts.
