@@ -182,9 +182,13 @@ fn run_execs_so_s6_pid_is_the_recorded_pid_and_env_is_set() {
         f.hs(&["register", p, "--start"]).ok();
         let pid = f.wait_gateway(p, 0);
         assert_eq!(f.state_u64(p, "pid"), Some(pid as u64));
-        // The supervised pid is the gateway script itself, not a wrapper.
-        let comm = fs::read_to_string(format!("/proc/{}/cmdline", pid)).unwrap();
-        assert!(comm.starts_with("sleep\0"), "pid {} runs {:?}", pid, comm);
+        // The supervised pid is the gateway itself, not a wrapper: the script execs sleep
+        // in that very pid (just after it recorded itself).
+        f.wait(&format!("pid {} to exec sleep", pid), || {
+            fs::read_to_string(format!("/proc/{}/cmdline", pid))
+                .is_ok_and(|c| c.starts_with("sleep\0"))
+        });
+        assert_eq!(f.s6(p).unwrap().pid, pid);
         let st = f.state_u64(p, "start_time").expect("start_time recorded");
         assert_eq!(st, hermes_s6::procfs::start_time(pid as u32).unwrap());
         let env = f.gw_env(p);
