@@ -222,7 +222,9 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
         ));
     }
     let port = profile::port(p).to_string();
-    std::env::set_var("HOME", &home);
+    // SPEC §1: HOME is $HERMES_HOME for every profile (as upstream's `export
+    // HOME=/opt/data`); the profile is selected by HERMES_PROFILE / `-p`.
+    std::env::set_var("HOME", &cfg.hermes_home);
     std::env::set_var("HERMES_PROFILE", p);
     std::env::set_var("HERMES_GATEWAY_PORT", port);
     std::env::set_var("HERMES_S6_SUPERVISED_CHILD", "1");

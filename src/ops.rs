@@ -125,24 +125,26 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     Ok(())
 }
 
-/// Write the planned-stop marker: into P's home for the gateway (SPEC §3.2),
-/// and a copy into the slot's `data/` for finish, because a hermes gateway
-/// consumes the home marker itself and then exits 0, which finish could not
-/// tell from a deliberate exit (and a restart would stay parked).
-fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> Result<bool> {
+/// Write the planned-stop marker into P's home (for the gateway) and a copy
+/// into the slot's `data/` (for finish): a hermes gateway deletes the marker
+/// it consumes and exits 0, and finish must still tell that from a
+/// deliberate exit, or a restart would be parked (finish 125).
+/// A marker that cannot be written (the gateway died meanwhile, so its
+/// /proc/PID/stat is gone; EACCES…) is a warning, never a reason not to stop:
+/// the intent is already on disk and wins at the next boot (as upstream).
+fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> bool {
     if let Err(e) = marker::write(home, pid as u32, action) {
-        // The gateway died between the status read and now: nothing to
-        // mark, and s6 still has to be told.
-        if !Path::new(&format!("/proc/{}", pid)).exists() {
-            return Ok(false);
-        }
-        return Err(e);
+        warn(format_args!(
+            "profile home {}: no planned-stop marker: {}",
+            home.display(),
+            e
+        ));
+        return false;
     }
     if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
-        let _ = marker::remove(home);
-        return Err(e);
+        warn(e);
     }
-    Ok(true)
+    true
 }
 
 fn unmark(home: &Path, dir: &Path) {
@@ -267,16 +269,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     let pid = up_pid(&dir)?;
     let prev = set_desired(&home, "stopped")?;
-    let mut marked = false;
-    if let Some(pid) = pid {
-        match mark(&home, &dir, pid, None) {
-            Ok(m) => marked = m,
-            Err(e) => {
-                restore_desired(&home, prev);
-                return Err(e);
-            }
-        }
-    }
+    let marked = pid.is_some_and(|pid| mark(&home, &dir, pid, None));
     let had_down = dir.join("down").exists();
     let sent = slot::set_autostart(&dir, false).and_then(|_| control::svc(&dir, "d"));
     if let Err(e) = sent {
@@ -315,16 +308,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             return Err(e);
         }
     };
-    let mut marked = false;
-    if let Some(pid) = old {
-        match mark(&home, &dir, pid, Some("restart")) {
-            Ok(m) => marked = m,
-            Err(e) => {
-                restore_desired(&home, prev);
-                return Err(e);
-            }
-        }
-    }
+    let marked = old.is_some_and(|pid| mark(&home, &dir, pid, Some("restart")));
     // `d` then `u`: restarts an up gateway and starts a down one. Not `r`:
     // it only sends the signal, so timeout-kill never fires and a gateway
     // that ignores SIGTERM would never come back (s6-supervise's killr).

@@ -318,9 +318,14 @@ pub fn rescan(cfg: &Config) -> Result<bool> {
     Ok(listening)
 }
 
-/// Wait until s6-supervise runs on the slot.
+/// Wait until s6-supervise runs on the slot *and* reads its control FIFO: it
+/// takes `supervise/lock` before it opens the FIFO, and a command sent in that
+/// window is refused as "not listening". An empty write only probes.
 pub fn wait_supervised(dir: &Path, timeout: Duration) -> Result<bool> {
-    control::wait_until(timeout, || svstat::is_supervised(dir))
+    let fifo = dir.join("supervise").join("control");
+    control::wait_until(timeout, || {
+        Ok(svstat::is_supervised(dir)? && control::write_fifo(&fifo, "")? == control::Sent::Done)
+    })
 }
 
 /// `rm -rf` without following symlinks (std's remove_dir_all is safe
