@@ -137,7 +137,8 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
         fsutil::ensure_dir(&cfg.scandir, 0o755)?;
         slot::sweep_tmp(cfg)?;
         for p in slot::list(cfg)? {
-            if !profiles.contains(&p) {
+            // profiles = default, then the rest sorted
+            if p != profile::DEFAULT && profiles[1..].binary_search(&p).is_err() {
                 if let Err(e) = slot::unpublish(cfg, &p, Duration::from_millis(10_000)) {
                     warn(e);
                 }
