@@ -222,7 +222,9 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
         ));
     }
     let port = profile::port(p).to_string();
-    std::env::set_var("HOME", &home);
+    // SPEC §1: HOME is $HERMES_HOME for every profile (as upstream's `export
+    // HOME=/opt/data`); the profile is selected by HERMES_PROFILE / `-p`.
+    std::env::set_var("HOME", &cfg.hermes_home);
     std::env::set_var("HERMES_PROFILE", p);
     std::env::set_var("HERMES_GATEWAY_PORT", port);
     std::env::set_var("HERMES_S6_SUPERVISED_CHILD", "1");
@@ -283,7 +285,7 @@ pub fn log(cfg: &Config, p: &str) -> Result<()> {
     Err(exec(&argv))
 }
 
-/// execvp; returns the error (execline convention: 127 not found, 126 else).
+/// execvp; returns the error (the caller exits 111, a failed system call).
 pub fn exec(argv: &[String]) -> Error {
     use std::os::unix::process::CommandExt;
     let e = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
@@ -292,6 +294,26 @@ pub fn exec(argv: &[String]) -> Error {
         argv[0],
         crate::error::os_text(&e)
     ))
+}
+
+/// The slot finish runs in: its working directory (s6 runs finish in the
+/// service directory, which s6-overlay's shutdown may have renamed to a
+/// dot-name), else `$SCANDIR/gateway-P`.
+fn own_slot(cfg: &Config, p: &str) -> PathBuf {
+    let want = format!("{}{}", crate::slot::PREFIX, p);
+    match std::env::current_dir() {
+        Ok(cwd)
+            if cwd.join("data").is_dir()
+                && cwd.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n == want
+                        || n.ends_with(&format!("-{}", want))
+                        || n.starts_with(&format!(".{}", want))
+                }) =>
+        {
+            cwd
+        }
+        _ => cfg.slot_dir(p),
+    }
 }
 
 /// `hermes-s6 finish P CODE SIGNAL`: classify, persist, return the exit code.
@@ -311,7 +333,8 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     // The home marker (the gateway may have consumed it already) and the
     // slot's copy (ops::mark); both are always deleted once read.
     let mut m = None;
-    for dir in [home.clone(), cfg.slot_dir(p).join("data")] {
+    let slot = own_slot(cfg, p);
+    for dir in [home.clone(), slot.join("data")] {
         match marker::consume(&dir, dead_pid, dead_start, now) {
             Ok(found) => m = m.or(found),
             Err(e) => warn(format_args!("{}", e)),
@@ -322,7 +345,7 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     let first = classify(code, action, clean_restart, false);
     let verdict = if first.cause.respawns() {
         let lived = dead_start.and_then(|t| lived_secs(t, now));
-        let looping = Tally::record(&cfg.slot_dir(p), now, lived);
+        let looping = Tally::record(&slot, now, lived);
         classify(code, action, clean_restart, looping)
     } else {
         first

@@ -17,7 +17,7 @@ commands:
   detect                          print `s6` (exit 0) when PID 1 is s6, else `none` (exit 1)
   reconcile [--dry-run]           container-boot reconciliation of every profile's slot
   register P [--start]            create P's gateway slot (down unless --start)
-  unregister P                    take P's gateway down and remove its slot
+  unregister P [--timeout MS]     take P's gateway down and remove its slot
   start   P|--all [--wait [--timeout MS]]   persist desired_state=running, bring it up
   stop    P|--all [--wait [--timeout MS]]   persist desired_state=stopped, bring it down
   restart P|--all [--wait [--timeout MS]]   restart with a new pid, even if stopped
@@ -168,16 +168,21 @@ fn int_arg(cmd: &str, what: &str, v: &str) -> Result<i32> {
         .map_err(|_| usage(format!("{}: {} must be an integer, got '{}'", cmd, what, v)))
 }
 
+/// Commands that write slots or state. Run as root, they act as the hermes
+/// user: a root-owned slot in the hermes-owned tree would be unusable by its
+/// supervisor, and root has no business writing hermes' files.
+const WRITERS: &[&str] = &[
+    "reconcile",
+    "register",
+    "unregister",
+    "start",
+    "stop",
+    "restart",
+];
+
 fn dispatch(cmd: &str, a: Args) -> Result<i32> {
     let cfg = Config::from_env();
-    // Root (`docker exec` without -u) acts as the hermes user too: the homes, logs/ and the
-    // nested scandir are the hermes user's, and root must never follow a link planted there
-    // (profiles/P or a slot's data/ pointing into /etc). Only init-scandir needs root;
-    // run/finish/log drop by themselves; detect and port touch no file.
-    if !matches!(
-        cmd,
-        "init-scandir" | "run" | "finish" | "log" | "detect" | "port"
-    ) {
+    if WRITERS.contains(&cmd) {
         profile::drop_privileges(&cfg)?;
     }
     match cmd {
@@ -230,7 +235,7 @@ fn dispatch(cmd: &str, a: Args) -> Result<i32> {
             Ok(111)
         }
         "finish" => {
-            // s6 ≥ 2.13 passes the service name and pgid too: ignored.
+            // s6 also passes the service name (and, from 2.13, the pgid): ignored.
             if a.positional.len() < 3 {
                 want(&a, cmd, 3)?;
             }

@@ -15,7 +15,7 @@ use crate::lifecycle::Tally;
 use crate::marker;
 use crate::profile::{self, Config};
 use crate::slot::{self, Spec};
-use crate::state::{self, State};
+use crate::state;
 use crate::svstat::{self, Status};
 use std::path::Path;
 use std::time::Duration;
@@ -50,72 +50,27 @@ fn no_such(cfg: &Config, p: &str) -> Error {
     ))
 }
 
-/// What `set_desired` changed, so that a failed command can put it back.
-struct Undo {
-    prev: Option<String>,
-    /// The file as it was (None: no file), when that is what the locked update read.
-    before: Option<Option<Vec<u8>>>,
-    /// The document `set_desired` wrote.
-    written: String,
-}
+/// The state file exactly as it was before a command touched it.
+pub struct Snapshot(Option<Vec<u8>>);
 
-/// Set `desired_state`, remembering enough for a rollback.
-fn set_desired(home: &Path, v: &str) -> Result<Undo> {
-    // Read before taking the lock; trusted below only if it is what the update loaded.
-    let raw = fsutil::read_file(&home.join(state::FILE), state::MAX_LEN).ok();
-    let mut prev = None;
-    let mut same = false;
-    let st = state::update(home, |s| {
-        prev = s.desired_state().map(str::to_string);
-        let was = raw.as_ref().map(|r| {
-            r.as_deref()
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .and_then(|t| State::parse(t).ok())
-                .unwrap_or_default()
-        });
-        same = was.as_ref() == Some(&*s);
-        s.set_str("desired_state", v);
-    })?;
-    Ok(Undo {
-        prev,
-        before: if same { raw } else { None },
-        written: st.to_json(),
-    })
-}
-
-/// Undo `set_desired`: the file's exact old bytes (or no file) when nobody wrote it since,
-/// else just the old `desired_state` back (keeping the other writer's keys).
-fn restore_desired(home: &Path, undo: Undo) {
+/// Set `desired_state`, keeping a byte-exact snapshot for a rollback.
+fn set_desired(home: &Path, v: &str) -> Result<Snapshot> {
     let path = home.join(state::FILE);
-    if let Some(before) = &undo.before {
-        let exact = fsutil::lock_exclusive(&home.join(state::LOCK_FILE)).and_then(|lock| {
-            let cur = fsutil::read_file(&path, state::MAX_LEN)?;
-            let ours = cur.as_deref() == Some(undo.written.as_bytes());
-            if ours {
-                match before {
-                    Some(b) => fsutil::write_atomic(&path, b, 0o644)?,
-                    None => {
-                        fsutil::remove_file(&path)?;
-                    }
-                }
-            }
-            drop(lock);
-            Ok(ours)
-        });
-        match exact {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => warn(format_args!("could not restore {}: {}", path.display(), e)),
-        }
-    }
-    let r = state::update(home, |s| match &undo.prev {
-        Some(v) => s.set_str("desired_state", v),
-        None => {
-            s.remove("desired_state");
-        }
-    });
+    let before = Snapshot(fsutil::read_file(&path, state::MAX_LEN)?);
+    state::update(home, |s| s.set_str("desired_state", v))?;
+    Ok(before)
+}
+
+/// Put the state file back as it was (SPEC §2: a failed command leaves
+/// every file as it was), or remove it if there was none.
+fn restore_desired(home: &Path, prev: Snapshot) {
+    let path = home.join(state::FILE);
+    let r = match prev.0 {
+        Some(bytes) => fsutil::write_atomic(&path, &bytes, 0o644),
+        None => fsutil::remove_file(&path).map(|_| ()),
+    };
     if let Err(e) = r {
-        warn(format_args!("could not restore desired_state: {}", e));
+        warn(format_args!("could not restore {}: {}", path.display(), e));
     }
 }
 
@@ -125,10 +80,24 @@ pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
     if !cfg.is_real(p) {
         return Err(no_such(cfg, p));
     }
-    if start {
-        set_desired(&cfg.home(p), "running")?;
+    if slot::is_registered(cfg, p) {
+        return Err(refused(format!(
+            "the s6 gateway slot for profile '{}' is already registered ({})",
+            p,
+            cfg.slot_dir(p).display()
+        )));
     }
-    slot::publish(cfg, &Spec::new(cfg, p, start))?;
+    let prev = if start {
+        Some(set_desired(&cfg.home(p), "running")?)
+    } else {
+        None
+    };
+    if let Err(e) = slot::publish(cfg, &Spec::new(cfg, p, start)) {
+        if let Some(prev) = prev {
+            restore_desired(&cfg.home(p), prev);
+        }
+        return Err(e);
+    }
     if !slot::rescan(cfg)? {
         warn(format_args!(
             "no s6-svscan listens on {}: gateway-{} is picked up at its next scan",
@@ -156,17 +125,26 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     Ok(())
 }
 
-/// Write the planned-stop marker: into P's home for the gateway (SPEC §3.2),
-/// and a copy into the slot's `data/` for finish, because a hermes gateway
-/// consumes the home marker itself and then exits 0, which finish could not
-/// tell from a deliberate exit (and a restart would stay parked).
-fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> Result<()> {
-    marker::write(home, pid as u32, action)?;
-    if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
-        let _ = marker::remove(home);
-        return Err(e);
+/// Write the planned-stop marker into P's home (for the gateway) and a copy
+/// into the slot's `data/` (for finish): a hermes gateway deletes the marker
+/// it consumes and exits 0, and finish must still tell that from a
+/// deliberate exit, or a restart would be parked (finish 125).
+/// A marker that cannot be written (the gateway died meanwhile, so its
+/// /proc/PID/stat is gone; EACCES…) is a warning, never a reason not to stop:
+/// the intent is already on disk and wins at the next boot (as upstream).
+fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> bool {
+    if let Err(e) = marker::write(home, pid as u32, action) {
+        warn(format_args!(
+            "profile home {}: no planned-stop marker: {}",
+            home.display(),
+            e
+        ));
+        return false;
     }
-    Ok(())
+    if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
+        warn(e);
+    }
+    true
 }
 
 fn unmark(home: &Path, dir: &Path) {
@@ -210,8 +188,19 @@ fn wants_ready(dir: &Path) -> bool {
     dir.join("notification-fd").exists()
 }
 
-fn is_up(st: &Status, dir: &Path, not_pid: u64) -> bool {
-    st.up && st.pid != not_pid && (!wants_ready(dir) || st.ready)
+/// Up for `--wait`: s6 says up (and ready, when the slot asks for
+/// readiness), with a pid other than the old one, and `hermes-s6 run` has
+/// recorded that pid — so a `stop` right after `start --wait` finds the
+/// gateway's identity on disk and its marker is recognised.
+fn is_up(st: &Status, dir: &Path, not_pid: u64, home: &Path) -> bool {
+    st.up
+        && st.pid != not_pid
+        && (!wants_ready(dir) || st.ready)
+        && state::load(home)
+            .ok()
+            .flatten()
+            .and_then(|s| s.pid())
+            .is_some_and(|pid| pid as u64 == st.pid)
 }
 
 fn wait_for(
@@ -262,7 +251,7 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     let _ = Tally::clear(&dir);
-    wait_for(p, "up", w, |s| is_up(s, &dir, 0), &dir)
+    wait_for(p, "up", w, |s| is_up(s, &dir, 0, &home), &dir)
 }
 
 /// `stop P`.
@@ -280,16 +269,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     let pid = up_pid(&dir)?;
     let prev = set_desired(&home, "stopped")?;
-    let mut marked = false;
-    if let Some(pid) = pid {
-        match mark(&home, &dir, pid, None) {
-            Ok(()) => marked = true,
-            Err(e) => {
-                restore_desired(&home, prev);
-                return Err(e);
-            }
-        }
-    }
+    let marked = pid.is_some_and(|pid| mark(&home, &dir, pid, None));
     let had_down = dir.join("down").exists();
     let sent = slot::set_autostart(&dir, false).and_then(|_| control::svc(&dir, "d"));
     if let Err(e) = sent {
@@ -317,44 +297,30 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     let _ = Tally::clear(&dir);
-    let had_down = dir.join("down").exists();
-    // every failure from here on puts the `down` file back as it was, too
-    let undo = |prev| {
-        let _ = slot::set_autostart(&dir, !had_down);
-        restore_desired(&home, prev);
-    };
     if let Err(e) = slot::set_autostart(&dir, true) {
-        undo(prev);
+        restore_desired(&home, prev);
         return Err(e);
     }
     let old = match up_pid(&dir) {
         Ok(v) => v,
         Err(e) => {
-            undo(prev);
+            restore_desired(&home, prev);
             return Err(e);
         }
     };
-    let mut marked = false;
-    if let Some(pid) = old {
-        match mark(&home, &dir, pid, Some("restart")) {
-            Ok(()) => marked = true,
-            Err(e) => {
-                undo(prev);
-                return Err(e);
-            }
-        }
-    }
-    // `r` alone does not set want-up, and on a down service it does nothing:
-    // `r` then `u` restarts an up gateway and starts a down one.
-    if let Err(e) = control::svc(&dir, "ru") {
-        undo(prev);
+    let marked = old.is_some_and(|pid| mark(&home, &dir, pid, Some("restart")));
+    // `d` then `u`: restarts an up gateway and starts a down one. Not `r`:
+    // it only sends the signal, so timeout-kill never fires and a gateway
+    // that ignores SIGTERM would never come back (s6-supervise's killr).
+    if let Err(e) = control::svc(&dir, "du") {
+        restore_desired(&home, prev);
         if marked {
             unmark(&home, &dir);
         }
         return Err(e);
     }
     let old = old.unwrap_or(0);
-    wait_for(p, "up again", w, |s| is_up(s, &dir, old), &dir)
+    wait_for(p, "up again", w, |s| is_up(s, &dir, old, &home), &dir)
 }
 
 /// Targets of `--all`: `start` takes every registered or real profile (so a

@@ -39,8 +39,18 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for ent in rd.flatten() {
         let path = ent.path();
-        // Symlinked profile dirs are not followed (file_type is lstat's).
-        if !ent.file_type().is_ok_and(|t| t.is_dir()) {
+        // Symlinked profile dirs are not followed (file_type is lstat's);
+        // one that leads to a directory is said, since upstream followed it
+        // and an operator who linked a profile in expects it to run.
+        let Ok(ft) = ent.file_type() else { continue };
+        if ft.is_symlink() && fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            warn(format_args!(
+                "skipping {}: a symbolic link (profile directories are not followed)",
+                path.display()
+            ));
+            continue;
+        }
+        if !ft.is_dir() {
             continue;
         }
         let Some(name) = ent.file_name().to_str().map(str::to_string) else {
@@ -127,7 +137,8 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
         fsutil::ensure_dir(&cfg.scandir, 0o755)?;
         slot::sweep_tmp(cfg)?;
         for p in slot::list(cfg)? {
-            if !profiles.contains(&p) {
+            // profiles = default, then the rest sorted
+            if p != profile::DEFAULT && profiles[1..].binary_search(&p).is_err() {
                 if let Err(e) = slot::unpublish(cfg, &p, Duration::from_millis(10_000)) {
                     warn(e);
                 }

@@ -12,9 +12,8 @@ use crate::profile::{self, Config};
 use crate::svstat;
 use std::ffi::CString;
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -145,49 +144,188 @@ pub fn self_exe() -> Result<PathBuf> {
     fs::read_link("/proc/self/exe").map_err(|e| sys("readlink", Path::new("/proc/self/exe"), e))
 }
 
-/// Fill a template from `execline/`.
-pub fn render(tpl: &str, cfg: &Config, p: &str, exe: &Path, argv: &[String]) -> String {
+/// Fill a template from `execline/`. `exe` is the quoted path of this
+/// binary, `with_contenv` the with-contenv line (or nothing).
+pub fn render(
+    tpl: &str,
+    cfg: &Config,
+    p: &str,
+    exe: &str,
+    with_contenv: &str,
+    argv: &[String],
+) -> String {
     let sb = cfg.shebangdir.display().to_string();
-    let wc = cfg.shebangdir.join("with-contenv");
-    let with_contenv = if wc.exists() {
-        format!("{}\n", wc.display())
-    } else {
-        String::new()
-    };
     let cmd: Vec<String> = argv.iter().map(|w| quote(w)).collect();
     tpl.replace("@SHEBANGDIR@", &sb)
-        .replace("@WITH_CONTENV@", &with_contenv)
-        .replace("@HERMES_S6@", &quote(&exe.display().to_string()))
+        .replace("@WITH_CONTENV@", with_contenv)
+        .replace("@HERMES_S6@", exe)
         .replace("@GATEWAY_CMD@", &cmd.join(" "))
         .replace("@PROFILE@", p)
 }
 
-fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| sys("create", path, e))?;
-    f.write_all(data).map_err(|e| sys("write", path, e))?;
-    // create_new honours the umask; the scripts must be executable anyway.
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| sys("chmod", path, e))
+/// The process umask, read once (umask(2) can only be read by setting it).
+fn umask() -> u32 {
+    static M: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    // SAFETY: umask has no preconditions; the old value is put back at once.
+    *M.get_or_init(|| unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m as u32
+    })
 }
 
-fn mkdir(path: &Path, mode: u32) -> Result<()> {
-    fs::create_dir(path).map_err(|e| sys("mkdir", path, e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| sys("chmod", path, e))
+/// A directory being built, held open: its entries are created with the
+/// `*at` calls relative to it (shorter path walks, and no extra fcntl that
+/// musl's open(2) adds for O_CLOEXEC), and never through a symlink.
+struct Dir {
+    fd: i32,
+    path: PathBuf,
 }
 
-fn mkfifo(path: &Path, mode: u32) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Usage(format!("bad path {}", path.display())))?;
-    // SAFETY: c is a valid NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), mode) } != 0 {
-        return Err(sys("mkfifo", path, std::io::Error::last_os_error()));
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: fd is ours and still open.
+        unsafe { libc::close(self.fd) };
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| sys("chmod", path, e))
+}
+
+fn cname(path: &Path, name: &str) -> Result<CString> {
+    CString::new(name).map_err(|_| Error::Usage(format!("bad name in {}", path.display())))
+}
+
+fn last_err(what: &str, path: &Path) -> Error {
+    sys(what, path, std::io::Error::last_os_error())
+}
+
+impl Dir {
+    /// mkdir `path` with `mode` and open it.
+    fn create(path: &Path, mode: u32) -> Result<Dir> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::Usage(format!("bad path {}", path.display())))?;
+        // SAFETY: valid C string.
+        if unsafe { libc::mkdir(c.as_ptr(), mode) } != 0 {
+            return Err(last_err("mkdir", path));
+        }
+        Dir::open_at(libc::AT_FDCWD, &c, path.to_path_buf(), mode)
+    }
+
+    fn open_at(at: i32, c: &CString, path: PathBuf, mode: u32) -> Result<Dir> {
+        // SAFETY: valid C string; plain flags.
+        let fd = unsafe {
+            libc::openat(
+                at,
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(last_err("open", &path));
+        }
+        let d = Dir { fd, path };
+        d.fix_mode(mode, true)?;
+        Ok(d)
+    }
+
+    /// mkdir(2) drops the umask's bits and, on Linux, setgid/sticky: put
+    /// them back only when that happened (a chmod per entry was a sixth of
+    /// reconcile's syscalls).
+    fn fix_mode(&self, mode: u32, dir: bool) -> Result<()> {
+        if mode & umask() != 0 || (dir && mode & 0o7000 != 0) {
+            // SAFETY: fd is open.
+            if unsafe { libc::fchmod(self.fd, mode as libc::mode_t) } != 0 {
+                return Err(last_err("chmod", &self.path));
+            }
+        }
+        Ok(())
+    }
+
+    fn subdir(&self, name: &str, mode: u32) -> Result<Dir> {
+        let c = cname(&self.path, name)?;
+        let path = self.path.join(name);
+        // SAFETY: fd is open, c is valid.
+        if unsafe { libc::mkdirat(self.fd, c.as_ptr(), mode as libc::mode_t) } != 0 {
+            return Err(last_err("mkdir", &path));
+        }
+        Dir::open_at(self.fd, &c, path, mode)
+    }
+
+    /// Create `name` (it must not exist) holding `data`.
+    fn file(&self, name: &str, data: &[u8], mode: u32) -> Result<()> {
+        let c = cname(&self.path, name)?;
+        // SAFETY: fd is open, c is valid.
+        let fd = unsafe {
+            libc::openat(
+                self.fd,
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(last_err("create", &self.path.join(name)));
+        }
+        let f = Dir {
+            fd,
+            path: self.path.join(name),
+        };
+        let mut off = 0;
+        while off < data.len() {
+            // SAFETY: the range is inside data.
+            let n = unsafe { libc::write(f.fd, data[off..].as_ptr().cast(), data.len() - off) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(sys("write", &f.path, e));
+            }
+            off += n as usize;
+        }
+        f.fix_mode(mode, false)
+    }
+
+    fn fifo(&self, name: &str, mode: u32) -> Result<()> {
+        let c = cname(&self.path, name)?;
+        let path = self.path.join(name);
+        // SAFETY: fd is open, c is valid.
+        if unsafe { libc::mkfifoat(self.fd, c.as_ptr(), mode as libc::mode_t) } != 0 {
+            return Err(last_err("mkfifo", &path));
+        }
+        if mode & umask() != 0 {
+            // SAFETY: as above; no AT_SYMLINK_NOFOLLOW needed, we just made it.
+            if unsafe { libc::fchmodat(self.fd, c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
+                return Err(last_err("chmod", &path));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Create `path` (it must not exist) holding `data`.
+fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Usage(format!("bad path {}", path.display())))?;
+    let c = CString::new(parent.as_os_str().as_bytes())
+        .map_err(|_| Error::Usage(format!("bad path {}", parent.display())))?;
+    // SAFETY: valid C string.
+    let fd = unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(last_err("open", parent));
+    }
+    Dir {
+        fd,
+        path: parent.to_path_buf(),
+    }
+    .file(name, data, mode)
 }
 
 /// Compatibility layout: the scanner belongs to someone else (root), so
@@ -199,116 +337,139 @@ pub fn needs_seeding(cfg: &Config) -> bool {
     fs::metadata(&cfg.scandir).is_ok_and(|m| m.uid() != me)
 }
 
-fn seed_supervise(dir: &Path) -> Result<()> {
-    mkdir(&dir.join("supervise"), 0o755)?;
-    mkfifo(&dir.join("supervise").join("control"), 0o660)?;
-    mkdir(&dir.join("event"), 0o3730)
+fn seed_supervise(dir: &Dir) -> Result<()> {
+    dir.subdir("supervise", 0o755)?.fifo("control", 0o660)?;
+    dir.subdir("event", 0o3730).map(|_| ())
 }
 
-/// Write the complete slot into `dir` (which must not exist).
-pub fn build_into(cfg: &Config, spec: &Spec, dir: &Path) -> Result<()> {
-    let p = spec.profile;
-    let exe = self_exe()?;
-    mkdir(dir, 0o755)?;
-    write_new(
-        &dir.join("run"),
-        render(RUN, cfg, p, &exe, &spec.gateway_argv).as_bytes(),
-        0o755,
-    )?;
-    write_new(
-        &dir.join("finish"),
-        render(FINISH, cfg, p, &exe, &[]).as_bytes(),
-        0o755,
-    )?;
-    let tk = std::env::var("HERMES_S6_TIMEOUT_KILL")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_TIMEOUT_KILL_MS);
-    write_new(
-        &dir.join("timeout-kill"),
-        format!("{}\n", tk).as_bytes(),
-        0o644,
-    )?;
-    if !spec.autostart {
-        write_new(&dir.join("down"), b"", 0o644)?;
+/// What every slot of one process has in common, worked out once (the
+/// binary's path, with-contenv, the environment parameters, seeding): a
+/// boot reconciles every profile with one `Builder`.
+pub struct Builder<'a> {
+    cfg: &'a Config,
+    exe: String,
+    with_contenv: String,
+    timeout_kill: String,
+    notification_fd: Option<String>,
+    env: [(&'static str, String); 4],
+    seed: bool,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(cfg: &'a Config) -> Result<Self> {
+        let wc = cfg.shebangdir.join("with-contenv");
+        let tk = std::env::var("HERMES_S6_TIMEOUT_KILL")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_TIMEOUT_KILL_MS);
+        Ok(Builder {
+            cfg,
+            exe: quote(&self_exe()?.display().to_string()),
+            with_contenv: if wc.exists() {
+                format!("{}\n", wc.display())
+            } else {
+                String::new()
+            },
+            timeout_kill: format!("{}\n", tk),
+            // Readiness is opt-in: only a gateway that writes a newline to
+            // this fd may declare one, else `--wait` would wait forever.
+            notification_fd: std::env::var("HERMES_GATEWAY_NOTIFICATION_FD")
+                .ok()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|&fd| fd > 2)
+                .map(|fd| format!("{}\n", fd)),
+            env: [
+                ("HERMES_HOME", format!("{}\n", cfg.hermes_home.display())),
+                ("HERMES_S6_SCANDIR", format!("{}\n", cfg.scandir.display())),
+                ("HERMES_S6_USER", format!("{}\n", cfg.user)),
+                (
+                    "HERMES_S6_SHEBANGDIR",
+                    format!("{}\n", cfg.shebangdir.display()),
+                ),
+            ],
+            seed: needs_seeding(cfg),
+        })
     }
-    // Readiness is opt-in: only a gateway that writes a newline to this fd
-    // may declare one, else `--wait` would wait for a ready that never comes.
-    if let Some(fd) = std::env::var("HERMES_GATEWAY_NOTIFICATION_FD")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|&fd| fd > 2)
-    {
-        write_new(
-            &dir.join("notification-fd"),
-            format!("{}\n", fd).as_bytes(),
-            0o644,
+
+    fn render(&self, tpl: &str, p: &str, argv: &[String]) -> String {
+        render(tpl, self.cfg, p, &self.exe, &self.with_contenv, argv)
+    }
+
+    /// Write the complete slot into `path` (which must not exist).
+    pub fn build_into(&self, spec: &Spec, path: &Path) -> Result<()> {
+        let p = spec.profile;
+        let dir = Dir::create(path, 0o755)?;
+        dir.file(
+            "run",
+            self.render(RUN, p, &spec.gateway_argv).as_bytes(),
+            0o755,
         )?;
+        dir.file("finish", self.render(FINISH, p, &[]).as_bytes(), 0o755)?;
+        dir.file("timeout-kill", self.timeout_kill.as_bytes(), 0o644)?;
+        if !spec.autostart {
+            dir.file("down", b"", 0o644)?;
+        }
+        if let Some(fd) = &self.notification_fd {
+            dir.file("notification-fd", fd.as_bytes(), 0o644)?;
+        }
+        // Parameters: env/ (read by s6-envdir in the scripts) and data/
+        // (ours: the crash-loop tally, the marker copy for finish).
+        let env = dir.subdir("env", 0o755)?;
+        for (k, v) in &self.env {
+            env.file(k, v.as_bytes(), 0o644)?;
+        }
+        dir.subdir("data", 0o755)?;
+        let log = dir.subdir("log", 0o755)?;
+        log.file("run", self.render(LOG_RUN, p, &[]).as_bytes(), 0o755)?;
+        if self.seed {
+            seed_supervise(&dir)?;
+            seed_supervise(&log)?;
+        }
+        Ok(())
     }
-    // Parameters: env/ (read by s6-envdir in the scripts) and data/ (ours).
-    let env = dir.join("env");
-    mkdir(&env, 0o755)?;
-    let vars = [
-        ("HERMES_HOME", cfg.hermes_home.display().to_string()),
-        ("HERMES_S6_SCANDIR", cfg.scandir.display().to_string()),
-        ("HERMES_S6_USER", cfg.user.clone()),
-        ("HERMES_S6_SHEBANGDIR", cfg.shebangdir.display().to_string()),
-    ];
-    for (k, v) in vars {
-        write_new(&env.join(k), format!("{}\n", v).as_bytes(), 0o644)?;
+
+    /// Build P's slot under `.gateway-P.tmp` and publish it with one rename.
+    /// Already registered → exit 1. Nothing is left behind on failure.
+    pub fn publish(&self, spec: &Spec) -> Result<()> {
+        let cfg = self.cfg;
+        let p = spec.profile;
+        let dst = cfg.slot_dir(p);
+        if fs::symlink_metadata(&dst).is_ok() {
+            return Err(refused(format!(
+                "the s6 gateway slot for profile '{}' is already registered ({})",
+                p,
+                dst.display()
+            )));
+        }
+        let tmp = tmp_dir(cfg, p);
+        if fs::symlink_metadata(&tmp).is_ok() {
+            remove_tree(&tmp)?;
+        }
+        let built = self.build_into(spec, &tmp).and_then(|_| {
+            // rename(2) onto an existing non-empty dir fails: a racing register loses cleanly.
+            fs::rename(&tmp, &dst).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => refused(format!(
+                    "the s6 gateway slot for profile '{}' is already registered ({})",
+                    p,
+                    dst.display()
+                )),
+                _ => sys("rename to", &dst, e),
+            })
+        });
+        if built.is_err() && fs::symlink_metadata(&tmp).is_ok() {
+            let _ = remove_tree(&tmp);
+        }
+        built
     }
-    let data = dir.join("data");
-    mkdir(&data, 0o755)?;
-    write_new(&data.join("profile"), format!("{}\n", p).as_bytes(), 0o644)?;
-    let log = dir.join("log");
-    mkdir(&log, 0o755)?;
-    write_new(
-        &log.join("run"),
-        render(LOG_RUN, cfg, p, &exe, &[]).as_bytes(),
-        0o755,
-    )?;
-    if needs_seeding(cfg) {
-        seed_supervise(dir)?;
-        seed_supervise(&log)?;
-    }
-    Ok(())
 }
 
 fn tmp_dir(cfg: &Config, p: &str) -> PathBuf {
     cfg.scandir.join(format!(".{}{}.tmp", PREFIX, p))
 }
 
-/// Build P's slot under `.gateway-P.tmp` and publish it with one rename.
-/// Already registered → exit 1. Nothing is left behind on failure.
+/// Build and publish one slot (see [`Builder::publish`]).
 pub fn publish(cfg: &Config, spec: &Spec) -> Result<()> {
-    let p = spec.profile;
-    let dst = cfg.slot_dir(p);
-    if fs::symlink_metadata(&dst).is_ok() {
-        return Err(refused(format!(
-            "the s6 gateway slot for profile '{}' is already registered ({})",
-            p,
-            dst.display()
-        )));
-    }
-    let tmp = tmp_dir(cfg, p);
-    if fs::symlink_metadata(&tmp).is_ok() {
-        remove_tree(&tmp)?;
-    }
-    let built = build_into(cfg, spec, &tmp).and_then(|_| {
-        // rename(2) onto an existing non-empty dir fails: a racing register loses cleanly.
-        fs::rename(&tmp, &dst).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => refused(format!(
-                "the s6 gateway slot for profile '{}' is already registered ({})",
-                p,
-                dst.display()
-            )),
-            _ => sys("rename to", &dst, e),
-        })
-    });
-    if built.is_err() && fs::symlink_metadata(&tmp).is_ok() {
-        let _ = remove_tree(&tmp);
-    }
-    built
+    Builder::new(cfg)?.publish(spec)
 }
 
 /// Tell the scanner to rescan; a missing scanner is not an error (the slot
@@ -318,9 +479,14 @@ pub fn rescan(cfg: &Config) -> Result<bool> {
     Ok(listening)
 }
 
-/// Wait until s6-supervise runs on the slot.
+/// Wait until s6-supervise runs on the slot *and* reads its control FIFO: it
+/// takes `supervise/lock` before it opens the FIFO, and a command sent in that
+/// window is refused as "not listening". An empty write only probes.
 pub fn wait_supervised(dir: &Path, timeout: Duration) -> Result<bool> {
-    control::wait_until(timeout, || svstat::is_supervised(dir))
+    let fifo = dir.join("supervise").join("control");
+    control::wait_until(timeout, || {
+        Ok(svstat::is_supervised(dir)? && control::write_fifo(&fifo, "")? == control::Sent::Done)
+    })
 }
 
 /// `rm -rf` without following symlinks (std's remove_dir_all is safe

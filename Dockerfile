@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1
+#
+# hermes-s6 on a pinned s6-overlay. This is the production image layout, with
+# a stand-in gateway (docker/stand-in-gateway) in place of the hermes agent.
+# Set HERMES_GATEWAY_CMD to the real gateway in a derived image.
+#
+# NOT BUILT: it was written on a machine without a Docker engine. The steps it
+# relies on (make install into a DESTDIR, the cont-init.d hooks, the nested
+# s6-svscan as the hermes user) are the ones `make test` runs on real s6.
+#
+#   docker build -t hermes-s6 .
+#   docker run -d --name hermes -v hermes-data:/opt/data --stop-timeout 30 hermes-s6
+#   docker exec -u hermes hermes hermes-s6 start default --wait
+#   docker exec -u hermes hermes hermes-s6 status
+#
+# s6-overlay 3.2.1.0 ships s6 2.13.2.0 (43-byte supervise/status) and keeps the
+# `user` bundle in /etc/s6-overlay/s6-rc.d, where `make install` puts it. Before
+# moving to >= 3.2.3.2, read docs/install.md ("user bundles moved").
+ARG S6_OVERLAY_VERSION=3.2.1.0
+
+# ---- build: static musl binary and filled-in scripts under /out -------------
+FROM rust:1.95 AS build
+RUN rustup target add x86_64-unknown-linux-musl \
+ && rustup component add rust-src
+WORKDIR /src
+COPY Cargo.toml Cargo.lock Makefile ./
+COPY src/ src/
+COPY execline/ execline/
+COPY cont-init.d/ cont-init.d/
+# -o deps skips tools/deps.sh. It would apt-get s6 and execline, which only the
+# tests need here, and the Rust parts it adds are installed above.
+RUN make -o deps install DESTDIR=/out PREFIX=/usr/local SHEBANGDIR=/command SERVICE_STYLE=s6-rc
+
+# ---- runtime -----------------------------------------------------------------
+FROM debian:bookworm-slim
+ARG S6_OVERLAY_VERSION
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends xz-utils \
+ && rm -rf /var/lib/apt/lists/*
+
+# The published .sha256 files catch a corrupt download. For protection against
+# a tampered release, pin the hashes themselves (ADD --checksum=sha256:...).
+ADD https://github.com/just-containers/s6-overlay/releases/download/v${S6_OVERLAY_VERSION}/s6-overlay-noarch.tar.xz /tmp/
+ADD https://github.com/just-containers/s6-overlay/releases/download/v${S6_OVERLAY_VERSION}/s6-overlay-noarch.tar.xz.sha256 /tmp/
+ADD https://github.com/just-containers/s6-overlay/releases/download/v${S6_OVERLAY_VERSION}/s6-overlay-x86_64.tar.xz /tmp/
+ADD https://github.com/just-containers/s6-overlay/releases/download/v${S6_OVERLAY_VERSION}/s6-overlay-x86_64.tar.xz.sha256 /tmp/
+RUN cd /tmp \
+ && sha256sum -c s6-overlay-noarch.tar.xz.sha256 s6-overlay-x86_64.tar.xz.sha256 \
+ && tar -C / -Jxpf s6-overlay-noarch.tar.xz \
+ && tar -C / -Jxpf s6-overlay-x86_64.tar.xz \
+ && rm -f s6-overlay-*
+
+# The unprivileged account and its data volume. USER stays root: s6-overlay
+# and the one root cont-init.d step need it, and everything else drops to
+# hermes. The names are resolved at boot, so a stage-2 uid remap works.
+RUN groupadd -g 10000 hermes \
+ && useradd -u 10000 -g hermes -d /opt/data -M -s /usr/sbin/nologin hermes \
+ && install -d -o hermes -g hermes -m 0755 /opt/data
+
+COPY --from=build /out/ /
+COPY --chmod=0755 docker/stand-in-gateway /usr/local/bin/stand-in-gateway
+
+# A cont-init.d failure (e.g. the scan directory cannot be prepared) stops
+# the container rather than booting it without supervised gateways.
+ENV HERMES_HOME=/opt/data \
+    HERMES_GATEWAY_CMD="/usr/local/bin/stand-in-gateway {profile}" \
+    S6_BEHAVIOUR_IF_STAGE2_FAILS=2
+VOLUME ["/opt/data"]
+ENTRYPOINT ["/init"]

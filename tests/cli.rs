@@ -1,0 +1,355 @@
+//! The command line (SPEC §2): help, usage errors, profile names, port, detect, status and
+//! list output. None of these needs a running scanner.
+
+mod common;
+
+use common::{Scandir, BIN};
+use std::fs;
+use std::os::unix::fs::symlink;
+
+const COMMANDS: &[&str] = &[
+    "detect",
+    "reconcile",
+    "register",
+    "unregister",
+    "start",
+    "stop",
+    "restart",
+    "status",
+    "list",
+    "pid",
+    "port",
+    "run",
+    "finish",
+    "log",
+    "init-scandir",
+];
+
+#[test]
+fn every_command_answers_help_with_exit_0() {
+    let f = Scandir::new("cli-help");
+    for cmd in COMMANDS {
+        for h in ["--help", "-h"] {
+            let o = f.hs(&[cmd, h]).ok();
+            assert!(
+                o.stdout.starts_with(&format!("usage: hermes-s6 {}", cmd)),
+                "{} {}: {:?}",
+                cmd,
+                h,
+                o
+            );
+            assert_eq!(o.stderr, "");
+        }
+    }
+    // Help wins even after arguments, and changes nothing.
+    let o = f.hs(&["finish", "coder", "0", "0", "--help"]).ok();
+    assert!(o.stdout.starts_with("usage: hermes-s6 finish"));
+    let o = f.hs(&["stop", "coder", "--help"]).ok();
+    assert!(o.stdout.starts_with("usage: hermes-s6 stop"));
+    for top in [&["--help"][..], &["-h"], &["help"]] {
+        let o = f.hs(top).ok();
+        assert!(o.stdout.starts_with("usage: hermes-s6 COMMAND"), "{:?}", o);
+    }
+    let o = f.hs(&["--version"]).ok();
+    assert!(o.stdout.starts_with("hermes-s6 "), "{:?}", o);
+    assert_eq!(fs::read_dir(&f.scandir).unwrap().count(), 0);
+}
+
+#[test]
+fn unknown_command_or_option_is_usage_100() {
+    let f = Scandir::new("cli-usage");
+    let cases: &[&[&str]] = &[
+        &[],
+        &["frobnicate"],
+        &["START", "coder"],
+        &["start", "coder", "--bogus"],
+        &["stop", "coder", "-x"],
+        &["status", "--all"],
+        &["list", "extra"],
+        &["register", "coder", "--wait"],
+        &["reconcile", "--json"],
+        &["port"],
+        &["port", "a", "b"],
+        &["start"],
+        &["start", "--all", "coder"],
+        &["detect", "x"],
+        &["finish", "coder", "0"],
+    ];
+    for args in cases {
+        let o = f.hs(args);
+        assert_eq!(o.code, 100, "{:?}: {:?}", args, o);
+        assert!(
+            o.stderr.contains("hermes-s6: fatal: "),
+            "{:?}: {:?}",
+            args,
+            o
+        );
+    }
+}
+
+#[test]
+fn invalid_profile_names_are_usage_100() {
+    let f = Scandir::new("cli-names");
+    let long = "a".repeat(65);
+    let bad = [
+        "Coder",
+        "../x",
+        ".x",
+        "a b",
+        "-x",
+        "_x",
+        "a.b",
+        "a/b",
+        "",
+        long.as_str(),
+    ];
+    let cmds: &[&[&str]] = &[
+        &["register"],
+        &["unregister"],
+        &["start"],
+        &["stop"],
+        &["restart"],
+        &["status"],
+        &["pid"],
+        &["port"],
+        &["run"],
+        &["log"],
+    ];
+    for name in bad {
+        for cmd in cmds {
+            let mut args: Vec<&str> = cmd.to_vec();
+            args.push(name);
+            let o = f.hs(&args);
+            assert_eq!(o.code, 100, "{:?}: {:?}", args, o);
+            assert!(
+                o.stderr.starts_with("hermes-s6: fatal: "),
+                "{:?}: {:?}",
+                args,
+                o
+            );
+        }
+        let o = f.hs(&["finish", name, "0", "0"]);
+        assert_eq!(o.code, 100, "finish {:?}: {:?}", name, o);
+    }
+    // Nothing was created by any of it.
+    assert_eq!(fs::read_dir(&f.scandir).unwrap().count(), 0);
+    assert!(!f.home.join("profiles").exists());
+    // The longest valid name is fine.
+    let ok = "a".repeat(64);
+    f.hs(&["port", &ok]).ok();
+}
+
+#[test]
+fn port_matches_the_vectors() {
+    let f = Scandir::new("cli-port");
+    for (p, port) in [
+        ("coder", "9570"),
+        ("writer", "9543"),
+        ("default", "9449"),
+        ("a", "9610"),
+        ("work", "9687"),
+    ] {
+        let o = f.hs(&["port", p]).ok();
+        assert_eq!(o.stdout, format!("{}\n", port), "{}", p);
+    }
+}
+
+#[test]
+fn detect_prints_none_and_exits_1_on_the_host() {
+    // The host's PID 1 is not s6-svscan (or there is no /run/s6/basedir).
+    let s6 = fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "s6-svscan")
+        && std::path::Path::new("/run/s6/basedir").is_dir();
+    if s6 {
+        eprintln!("skipped: this host runs s6-overlay");
+        return;
+    }
+    let o = Scandir::new("cli-detect").hs(&["detect"]).code(1);
+    assert_eq!(o.stdout, "none\n");
+    assert_eq!(o.stderr, "");
+}
+
+#[test]
+fn finish_rejects_non_integer_codes_with_100() {
+    let f = Scandir::new("cli-finish");
+    f.profile("coder");
+    for args in [
+        ["finish", "coder", "x", "0"],
+        ["finish", "coder", "0", "x"],
+        ["finish", "coder", "", "0"],
+        ["finish", "coder", "1.5", "0"],
+    ] {
+        let o = f.hs(&args);
+        assert_eq!(o.code, 100, "{:?}: {:?}", args, o);
+        assert!(o.stderr.starts_with("hermes-s6: fatal: "));
+    }
+    assert!(f.state("coder").is_none(), "a refused finish wrote state");
+}
+
+#[test]
+fn status_says_manager_none_and_one_line_per_profile() {
+    let f = Scandir::new("cli-status");
+    f.profile("coder");
+    f.write_state(
+        "coder",
+        r#"{"desired_state":"stopped","gateway_state":"stopped"}"#,
+    );
+    f.hs(&["register", "coder"]).ok();
+    let o = f.hs(&["status"]).ok();
+    let lines = o.lines();
+    assert_eq!(lines[0], "Manager: none");
+    assert_eq!(lines.len(), 3, "{:?}", o);
+    assert!(
+        lines[1].starts_with("profile=default slot=none s6=none "),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].ends_with(" port=9449"), "{}", lines[1]);
+    assert!(
+        lines[2].starts_with("profile=coder slot=registered s6=unsupervised "),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[2].contains(" desired_state=stopped gateway_state=stopped "));
+    let o = f.hs(&["status", "coder"]).ok();
+    assert_eq!(o.lines().len(), 2);
+    f.hs(&["status", "nosuch"]).code(1);
+}
+
+#[test]
+fn status_json_parses_and_has_the_stable_keys() {
+    let f = Scandir::new("cli-json");
+    f.profile("coder");
+    f.write_state(
+        "coder",
+        r#"{"desired_state":"running","gateway_state":"running"}"#,
+    );
+    let o = f.hs(&["status", "--json"]).ok();
+    let v = hermes_s6::json::parse(o.stdout.trim()).expect("status --json is JSON");
+    assert_eq!(v.get("manager").unwrap().as_str(), Some("none"));
+    assert_eq!(
+        v.get("scandir").unwrap().as_str(),
+        Some(f.scandir.to_str().unwrap())
+    );
+    let rows = v.get("profiles").unwrap().as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let keys = [
+        "profile",
+        "registered",
+        "s6",
+        "up",
+        "pid",
+        "seconds",
+        "want_up",
+        "ready",
+        "desired_state",
+        "gateway_state",
+        "last_exit",
+        "exit_reason",
+        "port",
+    ];
+    for r in rows {
+        let got: Vec<&str> = r
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(got, keys);
+    }
+    assert_eq!(rows[1].get("profile").unwrap().as_str(), Some("coder"));
+    assert_eq!(
+        rows[1].get("desired_state").unwrap().as_str(),
+        Some("running")
+    );
+    assert_eq!(rows[1].get("port").unwrap().as_u64(), Some(9570));
+    assert_eq!(rows[1].get("up").unwrap().as_bool(), Some(false));
+    assert!(rows[1].get("pid").unwrap().is_null());
+    // An independent parser agrees, when there is one.
+    if let Ok(out) = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; d=json.load(sys.stdin); print(len(d['profiles']))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(o.stdout.as_bytes())?;
+            c.wait_with_output()
+        })
+    {
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+        }
+    }
+}
+
+#[test]
+fn list_is_sorted_and_ignores_everything_but_gateway_dirs() {
+    let f = Scandir::new("cli-list");
+    for d in [
+        "gateway-zed",
+        "gateway-alpha",
+        "gateway-m1",
+        ".s6-svscan",
+        ".gateway-tmp.tmp",
+        ".hidden",
+        "other-service",
+        "gateway-Bad",
+        "gateway-",
+    ] {
+        fs::create_dir_all(f.scandir.join(d)).unwrap();
+    }
+    fs::write(f.scandir.join("gateway-file"), "").unwrap();
+    fs::create_dir_all(f.root.join("target")).unwrap();
+    symlink(f.root.join("target"), f.scandir.join("gateway-link")).unwrap();
+    let o = f.hs(&["list"]).ok();
+    assert_eq!(o.stdout, "alpha\nm1\nzed\n");
+    // Without a scandir at all: nothing, no error.
+    fs::remove_dir_all(&f.scandir).unwrap();
+    assert_eq!(f.hs(&["list"]).ok().stdout, "");
+}
+
+#[test]
+fn pid_of_unregistered_or_down_gateway_exits_1() {
+    let f = Scandir::new("cli-pid");
+    f.profile("coder");
+    f.hs(&["pid", "coder"]).code(1);
+    f.hs(&["register", "coder"]).ok();
+    let o = f.hs(&["pid", "coder"]).code(1);
+    assert_eq!(o.stdout, "");
+}
+
+#[test]
+fn register_twice_is_already_registered_exit_1() {
+    let f = Scandir::new("cli-register");
+    f.profile("coder");
+    let o = f.hs(&["register", "coder"]).ok();
+    assert!(
+        o.stderr
+            .contains("hermes-s6: warning: no s6-svscan listens"),
+        "{:?}",
+        o
+    );
+    let before = common::listing(&f.scandir, &[]);
+    let o = f.hs(&["register", "coder", "--start"]).code(1);
+    assert!(o.stderr.contains("already registered"), "{:?}", o);
+    assert_eq!(common::listing(&f.scandir, &[]), before);
+    assert!(f.state("coder").is_none(), "a refused register wrote state");
+}
+
+#[test]
+fn binary_path_is_what_slots_call() {
+    // The slot scripts call hermes-s6 by the absolute path of the binary that wrote them.
+    let f = Scandir::new("cli-exe");
+    f.profile("coder");
+    f.hs(&["register", "coder"]).ok();
+    let run = fs::read_to_string(f.slot("coder").join("run")).unwrap();
+    let exe = fs::canonicalize(BIN).unwrap();
+    assert!(
+        run.contains(&format!("\"{}\" run coder -- ", exe.display())),
+        "{}",
+        run
+    );
+}
