@@ -297,14 +297,20 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     let _ = Tally::clear(&dir);
-    if let Err(e) = slot::set_autostart(&dir, true) {
+    let had_down = dir.join("down").exists();
+    // every failure from here on puts the `down` file back too
+    let undo = |prev| {
+        let _ = slot::set_autostart(&dir, !had_down);
         restore_desired(&home, prev);
+    };
+    if let Err(e) = slot::set_autostart(&dir, true) {
+        undo(prev);
         return Err(e);
     }
     let old = match up_pid(&dir) {
         Ok(v) => v,
         Err(e) => {
-            restore_desired(&home, prev);
+            undo(prev);
             return Err(e);
         }
     };
@@ -313,7 +319,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     // it only sends the signal, so timeout-kill never fires and a gateway
     // that ignores SIGTERM would never come back (s6-supervise's killr).
     if let Err(e) = control::svc(&dir, "du") {
-        restore_desired(&home, prev);
+        undo(prev);
         if marked {
             unmark(&home, &dir);
         }
