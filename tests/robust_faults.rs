@@ -246,10 +246,11 @@ fn unwritable_home_is_111_and_changes_nothing() {
     }
 }
 
-/// stop/restart of a gateway whose pid has no /proc entry any more: the marker cannot be
-/// written, so nothing may change.
+/// stop/restart of a gateway whose pid has no /proc entry any more (it died between
+/// s6's status and the marker): the marker cannot be written, which is a warning naming
+/// /proc/PID/stat; the command goes on (the gateway is gone anyway), no marker, no temp.
 #[test]
-fn marker_for_a_dead_pid_is_111_and_changes_nothing() {
+fn marker_for_a_dead_pid_is_a_warning_naming_proc() {
     if in_child() {
         return;
     }
@@ -259,12 +260,23 @@ fn marker_for_a_dead_pid_is_111_and_changes_nothing() {
     let pid = dead_pid();
     fs::create_dir_all(slot.join("data")).unwrap();
     let _sup = FakeSupervise::new(&slot, pid as u64, true);
-    for cmd in ["stop", "restart"] {
+    for (cmd, want) in [("stop", "stopped"), ("restart", "running")] {
         let home = d.path(&format!("home-{}", cmd));
-        let h = Home::new(&home, false);
+        Home::new(&home, false);
         let o = hermes_run(&home, &scan, &[cmd, "default"]);
-        h.assert_untouched(&o, 111, Path::new(&format!("/proc/{}/stat", pid)));
+        assert!(o.is(0), "{}: {:?}", cmd, o);
+        let proc_stat = format!("/proc/{}/stat", pid);
+        assert!(
+            o.stderr.contains("warning") && o.stderr.contains(&proc_stat),
+            "{}",
+            o.stderr
+        );
+        let st = state::load(&home).unwrap().unwrap();
+        assert_eq!(st.desired_state(), Some(want));
+        assert_eq!(st.get_str("kind"), Some("hermes-gateway"));
         assert!(fs::symlink_metadata(home.join(marker::FILE)).is_err());
+        assert!(fs::symlink_metadata(slot.join("data").join(marker::FILE)).is_err());
+        assert!(temps(&home).is_empty() && temps(&slot.join("data")).is_empty());
     }
 }
 
@@ -319,12 +331,8 @@ fn s6_refusal_after_the_marker_is_1_and_changes_nothing() {
     fs::create_dir_all(slot.join("data")).unwrap();
     let gw = Proc::sleeper();
     let _sup = FakeSupervise::new(&slot, gw.pid() as u64, false);
-    for (cmd, down) in [
-        ("stop", false),
-        ("stop", true),
-        ("restart", false),
-        ("restart", true),
-    ] {
+    // (restart meets the deaf supervisor earlier: it waits for the control FIFO first)
+    for (cmd, down) in [("stop", false), ("stop", true)] {
         if down {
             fs::write(slot.join("down"), "").unwrap();
         } else {
@@ -349,4 +357,36 @@ fn s6_refusal_after_the_marker_is_1_and_changes_nothing() {
             cmd
         );
     }
+}
+
+/// restart fails after it removed the slot's `down` file (s6's status unreadable: a FIFO
+/// there): the `down` file and the state come back as they were.
+#[test]
+fn failed_restart_puts_the_down_file_back() {
+    if in_child() {
+        return;
+    }
+    let d = TempDir::new("fault-restart-down");
+    let scan = d.path("scan");
+    let slot = scan.join("gateway-default");
+    fs::create_dir_all(slot.join("data")).unwrap();
+    let gw = Proc::sleeper();
+    let _sup = FakeSupervise::new(&slot, gw.pid() as u64, true);
+    let status = slot.join("supervise/status");
+    fs::remove_file(&status).unwrap();
+    mkfifo(&status);
+    fs::write(slot.join("down"), "").unwrap();
+    let home = d.path("home");
+    let h = Home::new(&home, false);
+    let o = hermes_run(&home, &scan, &["restart", "default"]);
+    assert!(
+        o.is(111) && o.stderr.contains(&*status.to_string_lossy()),
+        "{:?}",
+        o
+    );
+    h.assert_untouched_quietly();
+    assert!(
+        slot.join("down").exists(),
+        "a failed restart removed the down file"
+    );
 }

@@ -810,7 +810,7 @@ fn check_root_script(rel: &str, text: &str, bindir: &str, shebangdir: &str) {
         if word.starts_with('$') {
             // a variable as an argument of a test, never as a program
             assert!(
-                ["eltest", "="].contains(&prev),
+                ["eltest", "test", "=", "-D"].contains(&prev),
                 "{}: {} after {:?} runs as root",
                 rel,
                 word,
