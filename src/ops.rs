@@ -15,7 +15,7 @@ use crate::lifecycle::Tally;
 use crate::marker;
 use crate::profile::{self, Config};
 use crate::slot::{self, Spec};
-use crate::state;
+use crate::state::{self, State};
 use crate::svstat::{self, Status};
 use std::path::Path;
 use std::time::Duration;
@@ -50,25 +50,70 @@ fn no_such(cfg: &Config, p: &str) -> Error {
     ))
 }
 
-/// The state file exactly as it was before a command touched it.
-pub struct Snapshot(Option<Vec<u8>>);
+/// The state file as it was before a command touched it, and what the command wrote.
+pub struct Snapshot {
+    /// The file's bytes (None: no file), kept only when they are what the locked update
+    /// read (another writer may have come in between the read and the lock).
+    before: Option<Option<Vec<u8>>>,
+    /// `desired_state` as the locked update read it.
+    prev: Option<String>,
+    written: String,
+}
 
 /// Set `desired_state`, keeping a byte-exact snapshot for a rollback.
 fn set_desired(home: &Path, v: &str) -> Result<Snapshot> {
     let path = home.join(state::FILE);
-    let before = Snapshot(fsutil::read_file(&path, state::MAX_LEN)?);
-    state::update(home, |s| s.set_str("desired_state", v))?;
-    Ok(before)
+    let raw = fsutil::read_file(&path, state::MAX_LEN)?;
+    let was = raw
+        .as_deref()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|t| State::parse(t).ok())
+        .unwrap_or_default();
+    let (mut prev, mut same) = (None, false);
+    let st = state::update(home, |s| {
+        prev = s.desired_state().map(str::to_string);
+        same = *s == was;
+        s.set_str("desired_state", v);
+    })?;
+    Ok(Snapshot {
+        before: same.then_some(raw),
+        prev,
+        written: st.to_json(),
+    })
 }
 
 /// Put the state file back as it was (SPEC §2: a failed command leaves
-/// every file as it was), or remove it if there was none.
-fn restore_desired(home: &Path, prev: Snapshot) {
+/// every file as it was), or remove it if there was none — when nobody else
+/// wrote it meanwhile (checked under the lock). Otherwise put back only
+/// `desired_state`: concurrent writers never lose each other's update (§3.1).
+fn restore_desired(home: &Path, snap: Snapshot) {
     let path = home.join(state::FILE);
-    let r = match prev.0 {
-        Some(bytes) => fsutil::write_atomic(&path, &bytes, 0o644),
-        None => fsutil::remove_file(&path).map(|_| ()),
-    };
+    if let Some(before) = &snap.before {
+        let exact = fsutil::lock_exclusive(&home.join(state::LOCK_FILE)).and_then(|_lock| {
+            let now = fsutil::read_file(&path, state::MAX_LEN)?;
+            if now.as_deref() != Some(snap.written.as_bytes()) {
+                return Ok(false);
+            }
+            match before {
+                Some(bytes) => fsutil::write_atomic(&path, bytes, 0o644)?,
+                None => {
+                    fsutil::remove_file(&path)?;
+                }
+            }
+            Ok(true)
+        });
+        match exact {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => warn(format_args!("could not restore {}: {}", path.display(), e)),
+        }
+    }
+    let r = state::update(home, |s| match &snap.prev {
+        Some(v) => s.set_str("desired_state", v),
+        None => {
+            s.remove("desired_state");
+        }
+    });
     if let Err(e) = r {
         warn(format_args!("could not restore {}: {}", path.display(), e));
     }
