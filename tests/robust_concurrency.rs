@@ -194,3 +194,126 @@ fn unlocked_writers_lose_updates_so_the_check_is_real() {
         "no update lost without the lock: the test cannot see losses"
     );
 }
+
+/// Is `pid` blocked in flock(2) right now? (x86_64 syscall 73, from /proc/PID/syscall.)
+fn in_flock(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{}/syscall", pid))
+        .is_ok_and(|s| s.split_whitespace().next() == Some("73"))
+}
+
+/// A failed `stop` rolls back only its own change: another hermes-s6 writer's update that
+/// landed while the stop waited for the state lock survives the rollback.
+///
+/// Deterministic: this test holds `.gateway_state.lock`, so the stop (refused by a
+/// supervisor that does not listen) parks in flock(2) after reading the file; the test then
+/// writes another key, as a concurrent hermes-s6 would under the lock, and lets go.
+#[test]
+fn failed_stop_keeps_a_concurrent_update() {
+    if in_child() || !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let d = TempDir::new("conc-rollback");
+    let home = d.path("home");
+    let scan = d.path("scan");
+    let slot = scan.join("gateway-default");
+    fs::create_dir_all(slot.join("data")).unwrap();
+    let gw = Proc::sleeper();
+    let _sup = FakeSupervise::new(&slot, gw.pid() as u64, false);
+    fs::create_dir(&home).unwrap();
+    fs::write(home.join(state::FILE), "{\"desired_state\":\"running\"}\n").unwrap();
+    let lock = hermes_s6::fsutil::lock_exclusive(&home.join(state::LOCK_FILE)).unwrap();
+    let mut child = hermes(&home, &scan)
+        .args(["stop", "default"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parked = poll(Duration::from_secs(5), || in_flock(child.id()));
+    // the other writer's update, under the lock
+    let mut st = state::load(&home).unwrap().unwrap();
+    st.set_str("other_writer", "kept");
+    hermes_s6::fsutil::write_atomic(&home.join(state::FILE), st.to_json().as_bytes(), 0o644)
+        .unwrap();
+    drop(lock);
+    let (status, timed_out) = wait_bounded(&mut child, Duration::from_secs(10));
+    assert!(parked, "stop never waited for the lock");
+    assert!(
+        !timed_out && status.and_then(|s| s.code()) == Some(1),
+        "{:?}",
+        status
+    );
+    let st = state::load(&home).unwrap().unwrap();
+    assert_eq!(st.desired_state(), Some("running"), "not rolled back");
+    assert_eq!(
+        st.get_str("other_writer"),
+        Some("kept"),
+        "the rollback lost another writer's update: {}",
+        st.to_json()
+    );
+}
+
+/// The other order: another writer's update lands after the failed stop wrote `stopped` and
+/// before it rolls back. The rollback then puts back only `desired_state`.
+/// This test takes the lock as soon as the stop has released it with `stopped` written (the
+/// stop still has its marker and s6 to do); when the stop wins that race instead, the round
+/// is repeated (at most 20 times).
+#[test]
+fn failed_stop_rollback_after_a_concurrent_update() {
+    use std::os::unix::io::AsRawFd;
+    if in_child() {
+        return;
+    }
+    let d = TempDir::new("conc-rollback2");
+    let home = d.path("home");
+    let scan = d.path("scan");
+    let slot = scan.join("gateway-default");
+    fs::create_dir_all(slot.join("data")).unwrap();
+    fs::create_dir(&home).unwrap();
+    let gw = Proc::sleeper();
+    let _sup = FakeSupervise::new(&slot, gw.pid() as u64, false);
+    let lock_path = home.join(state::LOCK_FILE);
+    fs::write(&lock_path, "").unwrap();
+    for round in 0..20 {
+        fs::write(home.join(state::FILE), "{\"desired_state\":\"running\"}\n").unwrap();
+        let mut child = Proc::spawn(hermes(&home, &scan).args(["stop", "default"]));
+        let f = fs::File::open(&lock_path).unwrap();
+        let mut caught = false;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            // SAFETY: flock on our own descriptor.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let st = state::load(&home).unwrap().unwrap();
+                if st.desired_state() == Some("stopped") {
+                    let mut st = st;
+                    st.set_str("other_writer", "kept");
+                    let path = home.join(state::FILE);
+                    hermes_s6::fsutil::write_atomic(&path, st.to_json().as_bytes(), 0o644).unwrap();
+                    caught = true;
+                }
+                unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+                if caught {
+                    break;
+                }
+            }
+            if let Ok(Some(_)) = child.0.try_wait() {
+                break;
+            }
+        }
+        let (status, timed_out) = wait_bounded(&mut child.0, Duration::from_secs(10));
+        assert!(
+            !timed_out && status.and_then(|s| s.code()) == Some(1),
+            "{:?}",
+            status
+        );
+        if !caught {
+            continue;
+        }
+        let st = state::load(&home).unwrap().unwrap();
+        assert_eq!(st.desired_state(), Some("running"), "not rolled back");
+        assert_eq!(st.get_str("other_writer"), Some("kept"), "{}", st.to_json());
+        eprintln!("caught the window in round {}", round);
+        return;
+    }
+    eprintln!("the stop always won the race: nothing checked");
+}
