@@ -10,7 +10,7 @@
 //! Sizes: big inputs (10 MB strings, 10^6-deep nesting, 10 GB sparse files) are rejected
 //! without reading past the size limits, checked with the binary's peak RSS.
 //!
-//! Counts: ~100k inputs in `cargo test` (debug), ~1.6M under `HERMES_S6_STRESS=1` (run in
+//! Counts: ~100k inputs in `cargo test` (debug), ~3.5M under `HERMES_S6_STRESS=1` (run in
 //! release by tests/stress.sh). `HERMES_S6_SEED` replays a run.
 
 mod robust_util;
@@ -569,7 +569,7 @@ fn unquote(q: &str) -> Option<String> {
 #[test]
 fn fuzz_json_state_marker_and_lifecycle_documents() {
     let corpus = json_corpus();
-    fuzz("json", 10, count(40_000, 600_000), &corpus, check_json);
+    fuzz("json", 10, count(40_000, 1_500_000), &corpus, check_json);
 }
 
 #[test]
@@ -583,7 +583,7 @@ fn fuzz_svstat_human_and_o_lines() {
         .iter()
         .map(|(f, _)| f.iter().map(String::as_str).collect())
         .collect();
-    fuzz("svstat-lines", 11, count(20_000, 300_000), &corpus, |b| {
+    fuzz("svstat-lines", 11, count(20_000, 500_000), &corpus, |b| {
         let t = text(b);
         check_human(&t);
         // the fixture's own field list, or a random one (unknown names included)
@@ -608,7 +608,7 @@ fn fuzz_svstat_human_and_o_lines() {
 fn fuzz_supervise_status_buffers() {
     let corpus = status_corpus();
     let mut rng = Rng::new(seed(12) ^ 1);
-    fuzz("status", 12, count(20_000, 300_000), &corpus, |b| {
+    fuzz("status", 12, count(20_000, 500_000), &corpus, |b| {
         check_status(b);
         // also the same bytes cut back to a valid size, so most mutants reach the decoder
         let n = *rng.pick(&[35usize, 43]);
@@ -628,7 +628,7 @@ fn fuzz_proc_stat_lines() {
     ];
     corpus.push(b"1 (x) S".to_vec());
     let mut rng = Rng::new(seed(13) ^ 1);
-    fuzz("procfs", 13, count(5_000, 100_000), &corpus, |b| {
+    fuzz("procfs", 13, count(5_000, 200_000), &corpus, |b| {
         let _ = procfs::parse_start_time(b);
         // a well-formed line whose comm is the hostile bytes must still give field 22
         let comm: Vec<u8> = b.iter().copied().take(64).collect();
@@ -657,7 +657,7 @@ fn fuzz_iso_stamps() {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
-    fuzz("iso", 14, count(5_000, 100_000), &corpus, |b| {
+    fuzz("iso", 14, count(5_000, 200_000), &corpus, |b| {
         let t = text(b);
         if let Some(secs) = clock::parse_iso_utc(&t) {
             if (0..=253_402_300_799).contains(&secs) {
@@ -701,7 +701,7 @@ fn fuzz_profile_names_and_config_values() {
     .map(|s| s.as_bytes().to_vec())
     .chain([b"a".repeat(64), b"a".repeat(65), b"\xff\xfe".to_vec()])
     .collect();
-    fuzz("names", 15, count(5_000, 100_000), &corpus, |b| {
+    fuzz("names", 15, count(5_000, 200_000), &corpus, |b| {
         check_name(b);
         let t = text(b);
         let cfg = weird_config(&t);

@@ -174,6 +174,7 @@ fn planted_links_and_fifos_in_a_home_are_never_followed_and_never_block() {
                     assert_clean(&w, &before, &what, &o);
                     if args[0] == "stop" && name != marker::FILE {
                         assert!(o.is(111), "{}: {:?}", what, o);
+                        eprintln!("DEBUG {:?}", o.stderr);
                         assert!(o.stderr.contains(&*w.home.join(name).to_string_lossy()));
                     }
                     let _ = fs::remove_file(w.home.join(name));
@@ -183,7 +184,9 @@ fn planted_links_and_fifos_in_a_home_are_never_followed_and_never_block() {
     }
 }
 
-/// stop/finish with a live gateway: the marker (home and slot copy) planted as a link or FIFO.
+/// stop/finish with a live gateway: the marker (home and slot copy) planted as a link or
+/// FIFO. stop writes nothing through it (a warning: the stop goes on without that marker);
+/// finish never reads through it and removes it.
 #[test]
 fn planted_marker_is_refused_by_stop_and_dropped_by_finish() {
     let w = World::new("sec-marker");
@@ -212,13 +215,16 @@ fn planted_marker_is_refused_by_stop_and_dropped_by_finish() {
             let o = w.run(None, &["stop", "default"]);
             let what = format!("stop, {} at {:?}", kind, at);
             assert_clean(&w, &before, &what, &o);
-            assert!(o.is(111), "{}: {:?}", what, o);
-            assert_eq!(
-                fs::read_to_string(w.home.join(state::FILE)).unwrap(),
-                "{\"desired_state\":\"running\"}\n",
-                "{}",
-                what
+            // no marker is a warning naming it; the stop itself goes on
+            assert!(o.is(0), "{}: {:?}", what, o);
+            assert!(
+                o.stderr.contains("warning") && o.stderr.contains(&*at.to_string_lossy()),
+                "{}: {}",
+                what,
+                o.stderr
             );
+            let st = state::load(&w.home).unwrap().unwrap();
+            assert_eq!(st.desired_state(), Some("stopped"), "{}", what);
             // finish never follows it and deletes it
             let o = w.run(None, &["finish", "default", "256", "15"]);
             assert_clean(&w, &before, &format!("finish, {} at {:?}", kind, at), &o);
@@ -349,6 +355,10 @@ fn planted_build_dir_is_replaced_not_followed() {
 /// must not write (marker copy), delete (tally) or rename anything outside.
 #[test]
 fn planted_slot_links_are_never_followed() {
+    if !is_root() {
+        eprintln!("needs root (root vs the hermes user): skipped");
+        return;
+    }
     let w = World::new("sec-slot");
     let slot = w.scan.join("gateway-default");
     let before = w.outside_snapshot();
@@ -430,6 +440,10 @@ fn planted_supervise_fifos_never_block() {
 /// write there.
 #[test]
 fn linked_profile_home_is_never_written_through() {
+    if !is_root() {
+        eprintln!("needs root (root vs the hermes user): skipped");
+        return;
+    }
     let w = World::new("sec-profile-link");
     let before = w.outside_snapshot();
     fs::create_dir(w.home.join("profiles")).unwrap();

@@ -408,7 +408,11 @@ impl Supervised {
         let tool = s6_tool("s6-supervise")?;
         fs::create_dir_all(dir.join("data")).unwrap();
         let run = dir.join("run");
-        fs::write(&run, "#!/bin/sh\ntrap '' TERM\nexec sleep 100000\n").unwrap();
+        fs::write(
+            &run,
+            format!("#!/bin/sh\ntrap '' TERM\nexec sleep {}\n", SLEEPER),
+        )
+        .unwrap();
         chmod(&run, 0o755);
         let child = Command::new(tool)
             .arg(dir)
@@ -462,6 +466,9 @@ impl Drop for Supervised {
     }
 }
 
+/// The argument of the suite's `sleep` processes.
+pub const SLEEPER: &str = "86399.4711";
+
 /// A child process killed and reaped on drop (also when the test fails), with no stdio
 /// (an orphan holding the harness' stdout would keep `cargo test | …` waiting).
 pub struct Proc(pub Child);
@@ -476,9 +483,10 @@ impl Proc {
                 .unwrap(),
         )
     }
-    /// `sleep` for a long time: a live pid to point things at.
+    /// `sleep` for a long time: a live pid to point things at (an odd duration, so that
+    /// tests/stress.sh can tell the suite's sleepers from anybody else's).
     pub fn sleeper() -> Proc {
-        Proc::spawn(Command::new("sleep").arg("100000"))
+        Proc::spawn(Command::new("sleep").arg(SLEEPER))
     }
     pub fn pid(&self) -> u32 {
         self.0.id()
@@ -530,6 +538,18 @@ impl FakeSupervise {
                 .open(sup.join("control"))
                 .unwrap()
         });
+        if is_root() {
+            // supervise/ is the hermes user's in the nested layout
+            for p in [
+                sup.clone(),
+                sup.join("lock"),
+                sup.join("status"),
+                sup.join("control"),
+            ] {
+                chown(&p, 10000, 10000);
+            }
+            chmod(&sup.join("control"), 0o600);
+        }
         FakeSupervise {
             _lock: lock,
             _reader: reader,
