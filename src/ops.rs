@@ -286,6 +286,8 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let sent = ensure_slot(cfg, p).and_then(|_| {
         had_down = Some(dir.join("down").exists());
         slot::set_autostart(&dir, true)?;
+        // A start clears the crash-loop count (SPEC §3.3), before the gateway runs.
+        let _ = Tally::clear(&dir);
         control::svc(&dir, "u")
     });
     if let Err(e) = sent {
@@ -295,7 +297,6 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         restore_desired(&home, prev);
         return Err(e);
     }
-    let _ = Tally::clear(&dir);
     wait_for(p, "up", w, |s| is_up(s, &dir, 0, &home), &dir)
 }
 
