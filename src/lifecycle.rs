@@ -115,7 +115,7 @@ pub fn classify(
 }
 
 /// Death tally for the crash-loop rule: `data/deaths` in the slot, one line
-/// `DEATH_UNIX LIVED_SECS` per short-lived death. The slot is rebuilt at every
+/// `DEATH_UNIX` per short-lived death (a long run empties it). The slot is rebuilt at every
 /// boot and `start`/`restart` delete the file, which clears the count.
 pub struct Tally;
 

@@ -60,7 +60,9 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
             ));
             continue;
         };
-        match fs::symlink_metadata(path.join("SOUL.md")) {
+        // Same rule as Config::is_real: the profile directory itself must
+        // not be a link, SOUL.md may be one (only its existence is read).
+        match fs::metadata(path.join("SOUL.md")) {
             Ok(m) if m.is_file() => {}
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
