@@ -157,6 +157,26 @@ fn profile_without_soul_md_is_skipped_silently() {
 }
 
 #[test]
+fn soul_md_link_counts_as_for_register() {
+    let f = fx("rc-soul-link");
+    let d = f.home.join("profiles/linked");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(f.home.join("soul-src.md"), "x").unwrap();
+    symlink(f.home.join("soul-src.md"), d.join("SOUL.md")).unwrap();
+    f.hs(&["register", "linked"]).ok();
+    let lines = reconcile(&f);
+    assert!(
+        lines.contains(&line("linked", "None", "registered")),
+        "{:?}",
+        lines
+    );
+    assert!(
+        f.slot("linked").is_dir(),
+        "reconcile must keep what register made"
+    );
+}
+
+#[test]
 fn corrupt_json_is_registered_with_a_warning() {
     let f = fx("rc-corrupt");
     f.profile("coder");
