@@ -94,7 +94,7 @@ pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
 }
 
 /// Reconcile one profile; returns its boot-log entry.
-fn one(cfg: &Config, p: &str, dry_run: bool) -> Result<Entry> {
+fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str) -> Result<Entry> {
     let home = cfg.home(p);
     let st = state::load(&home).unwrap_or_else(|e| {
         warn(format_args!(
@@ -111,9 +111,9 @@ fn one(cfg: &Config, p: &str, dry_run: bool) -> Result<Entry> {
         started,
         prior_exit: bootlog::prior_exit(&home),
     };
-    if dry_run {
-        return Ok(entry);
-    }
+    let Some(b) = b else {
+        return Ok(entry); // --dry-run
+    };
     // Runtime leftovers of the previous container; gateway.lock is the
     // gateway's own business.
     for f in ["gateway.pid", "processes.json"] {
@@ -128,7 +128,7 @@ fn one(cfg: &Config, p: &str, dry_run: bool) -> Result<Entry> {
         // Unsupervised leftover: rebuild it from scratch.
         slot::remove_tree(&dir)?;
     }
-    slot::publish(cfg, &Spec::new(cfg, p, started))?;
+    b.publish(&Spec::new(cfg, p, started))?;
     Ok(entry)
 }
 
@@ -147,9 +147,15 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
             }
         }
     }
+    // One Builder for the whole boot: what every slot shares is worked out once.
+    let builder = if dry_run {
+        None
+    } else {
+        Some(slot::Builder::new(cfg)?)
+    };
     let mut entries = Vec::with_capacity(profiles.len());
     for p in &profiles {
-        match one(cfg, p, dry_run) {
+        match one(cfg, builder.as_ref(), p) {
             Ok(e) => {
                 println!("{}", e.stdout_line());
                 entries.push(e);
