@@ -485,12 +485,22 @@ pub const FALLBACK_FIELDS: &str =
 /// `supervise/status` has a size no known s6 writes; then it asks `s6-svstat` (found through
 /// `HERMES_S6_SHEBANGDIR` / PATH).
 pub fn read(svc_dir: &Path) -> Result<Option<Status>> {
-    let tool = crate::profile::Config::from_env().tool("s6-svstat");
-    read_with(svc_dir, &tool)
+    // The tool is looked up only on the fallback path (an unknown layout):
+    // `status` reads a thousand slots without a thousand PATH lookups.
+    read_impl(svc_dir, || {
+        crate::profile::Config::from_env().tool("s6-svstat")
+    })
 }
 
 /// [`read`] with an explicit `s6-svstat` for the fallback.
 pub fn read_with(svc_dir: &Path, svstat_tool: &Path) -> Result<Option<Status>> {
+    read_impl(svc_dir, || svstat_tool.to_path_buf())
+}
+
+fn read_impl(
+    svc_dir: &Path,
+    svstat_tool: impl FnOnce() -> std::path::PathBuf,
+) -> Result<Option<Status>> {
     if !is_supervised(svc_dir)? {
         return Ok(None);
     }
@@ -499,7 +509,7 @@ pub fn read_with(svc_dir: &Path, svstat_tool: &Path) -> Result<Option<Status>> {
     let mut st = match crate::fsutil::read_file(&path, 4096)? {
         Some(bytes) => match decode(&bytes) {
             Some(st) => st,
-            None => match read_via_svstat(svc_dir, svstat_tool)? {
+            None => match read_via_svstat(svc_dir, &svstat_tool())? {
                 Some(st) => st,
                 None => return Ok(None),
             },
