@@ -351,7 +351,7 @@ pub struct Builder<'a> {
     with_contenv: String,
     timeout_kill: String,
     notification_fd: Option<String>,
-    env: [(&'static str, String); 4],
+    env: String,
     seed: bool,
 }
 
@@ -378,15 +378,16 @@ impl<'a> Builder<'a> {
                 .and_then(|v| v.trim().parse::<u32>().ok())
                 .filter(|&fd| fd > 2)
                 .map(|fd| format!("{}\n", fd)),
-            env: [
-                ("HERMES_HOME", format!("{}\n", cfg.hermes_home.display())),
-                ("HERMES_S6_SCANDIR", format!("{}\n", cfg.scandir.display())),
-                ("HERMES_S6_USER", format!("{}\n", cfg.user)),
-                (
-                    "HERMES_S6_SHEBANGDIR",
-                    format!("{}\n", cfg.shebangdir.display()),
-                ),
-            ],
+            // One `data/env` file read by execline's `envfile`, rather
+            // than an env/ directory of four: 4 inodes fewer per slot, and
+            // file creation is what a boot of many profiles pays for.
+            env: format!(
+                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_USER={}\nHERMES_S6_SHEBANGDIR={}\n",
+                cfg.hermes_home.display(),
+                cfg.scandir.display(),
+                cfg.user,
+                cfg.shebangdir.display()
+            ),
             seed: needs_seeding(cfg),
         })
     }
@@ -412,13 +413,11 @@ impl<'a> Builder<'a> {
         if let Some(fd) = &self.notification_fd {
             dir.file("notification-fd", fd.as_bytes(), 0o644)?;
         }
-        // Parameters: env/ (read by s6-envdir in the scripts) and data/
-        // (ours: the crash-loop tally, the marker copy for finish).
-        let env = dir.subdir("env", 0o755)?;
-        for (k, v) in &self.env {
-            env.file(k, v.as_bytes(), 0o644)?;
-        }
-        dir.subdir("data", 0o755)?;
+        // Parameters under data/ (one of the two subdirectories s6 promises
+        // not to touch): `env` for the scripts' `envfile`; later the
+        // crash-loop tally and finish's copy of the marker.
+        dir.subdir("data", 0o755)?
+            .file("env", self.env.as_bytes(), 0o644)?;
         let log = dir.subdir("log", 0o755)?;
         log.file("run", self.render(LOG_RUN, p, &[]).as_bytes(), 0o755)?;
         if self.seed {
