@@ -4,6 +4,10 @@ BINDIR     ?= $(PREFIX)/bin
 DESTDIR    ?=
 SHEBANGDIR ?= /command
 SERVICE_STYLE ?= s6-rc
+# Where the s6-rc `user` bundle lives: s6-rc.d/user up to s6-overlay 3.2.3.1;
+# from 3.2.3.2 use USER_BUNDLE=user-bundles.d/user (s6-overlay ignores
+# user-bundles.d entirely once s6-rc.d/user exists).
+USER_BUNDLE ?= s6-rc.d/user
 # with-contenv exists only under s6-overlay (/command); elsewhere the
 # scripts do without it.
 WITH_CONTENV ?= $(if $(filter /command,$(SHEBANGDIR)),$(SHEBANGDIR)/with-contenv,)
@@ -79,11 +83,11 @@ ifeq ($(SERVICE_STYLE),services.d)
 	$(call fill,execline/hermes-svscan-run,$(DESTDIR)/etc/services.d/hermes-svscan/run)
 else ifeq ($(SERVICE_STYLE),s6-rc)
 	install -d $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/dependencies.d \
-	           $(DESTDIR)/etc/s6-overlay/s6-rc.d/user/contents.d
+	           $(DESTDIR)/etc/s6-overlay/$(USER_BUNDLE)/contents.d
 	$(call fill,execline/hermes-svscan-run,$(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/run)
 	echo longrun > $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/type
 	: > $(DESTDIR)/etc/s6-overlay/s6-rc.d/hermes-svscan/dependencies.d/base
-	: > $(DESTDIR)/etc/s6-overlay/s6-rc.d/user/contents.d/hermes-svscan
+	: > $(DESTDIR)/etc/s6-overlay/$(USER_BUNDLE)/contents.d/hermes-svscan
 else
 	@echo "SERVICE_STYLE must be s6-rc or services.d" >&2; exit 100
 endif
