@@ -380,7 +380,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
 pub fn all(cfg: &Config, include_real: bool) -> Result<Vec<String>> {
     let mut v = slot::list(cfg)?;
     if include_real {
-        for p in crate::reconcile::real_profiles(cfg)? {
+        for p in crate::reconcile::real_profiles(cfg, true)? {
             if !v.contains(&p) {
                 v.push(p);
             }

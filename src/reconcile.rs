@@ -20,8 +20,15 @@ use std::time::Duration;
 pub const ROOT_SCANDIR: &str = "/run/service";
 
 /// `default`, then every real profile in name order. Bad entries are skipped
-/// with a warning; one bad profile never stops the others.
-pub fn real_profiles(cfg: &Config) -> Result<Vec<String>> {
+/// (with a warning when `warnings`: reconcile and `start --all` say it,
+/// `status` does not repeat it at every call); one bad profile never stops
+/// the others.
+pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
+    let warn = |m: std::fmt::Arguments| {
+        if warnings {
+            warn(m)
+        }
+    };
     let mut out = vec![profile::DEFAULT.to_string()];
     let dir = cfg.hermes_home.join("profiles");
     let rd = match fs::read_dir(&dir) {
@@ -134,7 +141,7 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str) -> Result<Entry> {
 
 /// `hermes-s6 reconcile [--dry-run]`.
 pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
-    let profiles = real_profiles(cfg)?;
+    let profiles = real_profiles(cfg, true)?;
     if !dry_run {
         fsutil::ensure_dir(&cfg.scandir, 0o755)?;
         slot::sweep_tmp(cfg)?;

@@ -144,7 +144,7 @@ impl Row {
 
 /// Registered or real profiles, `default` first.
 fn profiles(cfg: &Config) -> Result<Vec<String>> {
-    let mut v = reconcile::real_profiles(cfg)?;
+    let mut v = reconcile::real_profiles(cfg, false)?;
     for p in slot::list(cfg)? {
         if !v.contains(&p) {
             v.push(p);

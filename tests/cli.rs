@@ -216,6 +216,23 @@ fn status_says_manager_none_and_one_line_per_profile() {
 }
 
 #[test]
+fn status_does_not_repeat_reconciles_warnings_about_bad_profile_dirs() {
+    let f = Scandir::new("cli-status-quiet");
+    let bad = f.home.join("profiles/BadName");
+    fs::create_dir_all(&bad).unwrap();
+    fs::write(bad.join("SOUL.md"), "x").unwrap();
+    let o = f.hs(&["status"]).ok();
+    assert_eq!(o.stderr, "", "status must stay quiet");
+    assert!(!o.stdout.contains("BadName"));
+    let o = f.hs(&["reconcile", "--dry-run"]).ok();
+    assert!(
+        o.stderr.contains("skipping") && o.stderr.contains("BadName"),
+        "{:?}",
+        o
+    );
+}
+
+#[test]
 fn status_json_parses_and_has_the_stable_keys() {
     let f = Scandir::new("cli-json");
     f.profile("coder");
