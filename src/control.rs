@@ -44,7 +44,10 @@ pub fn write_fifo(fifo: &Path, cmds: &str) -> Result<Sent> {
             return Err(sys("stat", fifo, std::io::Error::last_os_error()));
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
-            return Err(refused(format!("{} is not a FIFO", fifo.display())));
+            return Err(crate::error::Error::System(format!(
+                "refusing to write to {}: not a FIFO",
+                fifo.display()
+            )));
         }
         let b = cmds.as_bytes();
         // SAFETY: b is a valid buffer of b.len() bytes.

@@ -70,3 +70,14 @@ pub fn refused(msg: impl Into<String>) -> Error {
 pub fn warn(msg: impl fmt::Display) {
     eprintln!("hermes-s6: warning: {}", msg);
 }
+
+/// Write to stdout without panicking: `println!` panics (and so aborts) on
+/// EPIPE or ENOSPC, and a reader that went away must never stop a boot
+/// half-way. A lost line is said on stderr, once per call.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        warn(format_args!("unable to write to stdout: {}", os_text(&e)));
+    }
+}

@@ -1,7 +1,7 @@
 //! `hermes-s6`: parse the command line, dispatch, map errors to exit codes.
 //! All logic lives in the library (`hermes_s6::*`).
 
-use hermes_s6::error::{usage, Error, Result};
+use hermes_s6::error::{out, usage, Error, Result};
 use hermes_s6::ops::{self, Wait};
 use hermes_s6::profile::{self, Config};
 use hermes_s6::{detect, lifecycle, reconcile, status};
@@ -183,13 +183,18 @@ const WRITERS: &[&str] = &[
 fn dispatch(cmd: &str, a: Args) -> Result<i32> {
     let cfg = Config::from_env();
     if WRITERS.contains(&cmd) {
+        // Bad usage is 100 whoever runs it: check the names before the
+        // account they would run as.
+        for p in &a.positional {
+            profile::validate(p)?;
+        }
         profile::drop_privileges(&cfg)?;
     }
     match cmd {
         "detect" => {
             want(&a, cmd, 0)?;
             let s6 = detect::detect();
-            println!("{}", if s6 { "s6" } else { "none" });
+            out(if s6 { "s6\n" } else { "none\n" });
             Ok(if s6 { 0 } else { 1 })
         }
         "reconcile" => {
@@ -226,7 +231,7 @@ fn dispatch(cmd: &str, a: Args) -> Result<i32> {
             want(&a, cmd, 1)?;
             let p = &a.positional[0];
             profile::validate(p)?;
-            println!("{}", profile::port(p));
+            out(&format!("{}\n", profile::port(p)));
             Ok(0)
         }
         "run" => {
@@ -288,11 +293,11 @@ fn real_main() -> Result<i32> {
     let first = first.to_string_lossy().into_owned();
     match first.as_str() {
         "-h" | "--help" | "help" => {
-            println!("{}", USAGE);
+            out(&format!("{}\n", USAGE));
             return Ok(0);
         }
         "-V" | "--version" => {
-            println!("{} {}", PROG, env!("CARGO_PKG_VERSION"));
+            out(&format!("{} {}\n", PROG, env!("CARGO_PKG_VERSION")));
             return Ok(0);
         }
         _ => {}
@@ -332,7 +337,7 @@ fn real_main() -> Result<i32> {
     let parser = lexopt::Parser::from_args(args);
     match parse(&first, parser)? {
         None => {
-            println!("{}", help_for(&first));
+            out(&format!("{}\n", help_for(&first)));
             Ok(0)
         }
         Some(mut a) => {

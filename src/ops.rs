@@ -143,12 +143,16 @@ pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
         }
         return Err(e);
     }
-    if !slot::rescan(cfg)? {
-        warn(format_args!(
+    // The slot is published: a scanner that cannot be told now picks it up
+    // at its next scan, so this is a warning, not a failure of register.
+    match slot::rescan(cfg) {
+        Ok(true) => {}
+        Ok(false) => warn(format_args!(
             "no s6-svscan listens on {}: gateway-{} is picked up at its next scan",
             cfg.scandir.display(),
             p
-        ));
+        )),
+        Err(e) => warn(e),
     }
     Ok(())
 }
@@ -206,19 +210,31 @@ fn up_pid(dir: &Path) -> Result<Option<u64>> {
 /// Make sure P has a slot that a supervisor runs; registers a missing slot of
 /// a real profile (down, the caller brings it up).
 fn ensure_slot(cfg: &Config, p: &str) -> Result<()> {
+    let mut registered = false;
     if !slot::is_registered(cfg, p) {
         if !cfg.is_real(p) {
             return Err(no_such(cfg, p));
         }
         slot::publish(cfg, &Spec::new(cfg, p, false))?;
+        registered = true;
         eprintln!(
             "hermes-s6: registered the s6 gateway slot for profile '{}'",
             p
         );
-        slot::rescan(cfg)?;
+        if let Err(e) = slot::rescan(cfg) {
+            warn(e);
+        }
     }
     let dir = cfg.slot_dir(p);
     if !slot::wait_supervised(&dir, SUPERVISE_WAIT)? {
+        // A failed command leaves every file as it was: the slot we just
+        // published goes again (no supervisor runs on it).
+        if registered && slot::unpublish(cfg, p, Duration::from_millis(DEFAULT_WAIT_MS)).is_ok() {
+            eprintln!(
+                "hermes-s6: removed the s6 gateway slot for profile '{}' again",
+                p
+            );
+        }
         return Err(refused(format!(
             "profile '{}': {} is not supervised (is s6-svscan running on {}?)",
             p,
@@ -286,8 +302,6 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let sent = ensure_slot(cfg, p).and_then(|_| {
         had_down = Some(dir.join("down").exists());
         slot::set_autostart(&dir, true)?;
-        // A start clears the crash-loop count (SPEC §3.3), before the gateway runs.
-        let _ = Tally::clear(&dir);
         control::svc(&dir, "u")
     });
     if let Err(e) = sent {
@@ -297,6 +311,8 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         restore_desired(&home, prev);
         return Err(e);
     }
+    // A start clears the crash-loop count (SPEC §3.3), once it happened.
+    let _ = Tally::clear(&dir);
     wait_for(p, "up", w, |s| is_up(s, &dir, 0, &home), &dir)
 }
 
@@ -342,7 +358,6 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         restore_desired(&home, prev);
         return Err(e);
     }
-    let _ = Tally::clear(&dir);
     let had_down = dir.join("down").exists();
     // every failure from here on puts the `down` file back too
     let undo = |prev| {
@@ -371,6 +386,8 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         }
         return Err(e);
     }
+    // A restart clears the crash-loop count (SPEC §3.3), once it happened.
+    let _ = Tally::clear(&dir);
     let old = old.unwrap_or(0);
     wait_for(p, "up again", w, |s| is_up(s, &dir, old, &home), &dir)
 }

@@ -188,23 +188,18 @@ pub fn resolve_user(spec: &str, etc: &Path) -> Result<(u32, u32)> {
         Err(e) => return Err(sys("read", &passwd, e)),
     };
     let text = String::from_utf8_lossy(&text);
-    let by_uid: Option<u32> = spec.parse().ok();
-    let mut uid_match = None;
+    // A name only: a bare uid would work here but not for the scripts'
+    // s6-setuidgid, which would then fail at boot (SPEC: a name or uid:gid).
     for (name, uid, gid) in text.lines().filter_map(parse_passwd_line) {
         if name == spec {
             return Ok((uid, gid));
         }
-        if uid_match.is_none() && by_uid == Some(uid) {
-            uid_match = Some((uid, gid));
-        }
     }
-    uid_match.ok_or_else(|| {
-        refused(format!(
-            "unknown user '{}': not in {}",
-            spec,
-            passwd.display()
-        ))
-    })
+    Err(refused(format!(
+        "unknown user '{}': not in {} (a numeric account is given as uid:gid)",
+        spec,
+        passwd.display()
+    )))
 }
 
 fn last_os_error(what: &str, id: u32) -> Error {
@@ -452,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn resolve_user_by_name_uid_pair_and_bare_uid() {
+    fn resolve_user_by_name_or_uid_pair_never_bare_uid() {
         let t = TempDir::new();
         fs::write(
             t.0.join("passwd"),
@@ -461,7 +456,11 @@ mod tests {
         .unwrap();
         assert_eq!(resolve_user("hermes", &t.0).unwrap(), (10000, 10001));
         assert_eq!(resolve_user("big", &t.0).unwrap(), (4000000000, 4000000001));
-        assert_eq!(resolve_user("10000", &t.0).unwrap(), (10000, 10001));
+        // s6-setuidgid in the boot scripts takes a name or uid:gid only
+        assert!(matches!(
+            resolve_user("10000", &t.0),
+            Err(Error::Refused(_))
+        ));
         assert_eq!(resolve_user("123:456", &t.0).unwrap(), (123, 456));
         assert!(matches!(resolve_user("1:x", &t.0), Err(Error::Usage(_))));
     }

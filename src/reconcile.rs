@@ -147,7 +147,7 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
         slot::sweep_tmp(cfg)?;
         for p in slot::list(cfg)? {
             // profiles = default, then the rest sorted
-            if p != profile::DEFAULT && profiles[1..].binary_search(&p).is_err() {
+            if p != profile::DEFAULT && profiles[1..].binary_search(&p).is_err() && gone(cfg, &p) {
                 if let Err(e) = slot::unpublish(cfg, &p, Duration::from_millis(10_000)) {
                     warn(e);
                 }
@@ -161,13 +161,17 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
         Some(slot::Builder::new(cfg)?)
     };
     let mut entries = Vec::with_capacity(profiles.len());
+    let mut failed = 0;
     for p in &profiles {
         match one(cfg, builder.as_ref(), p) {
             Ok(e) => {
-                println!("{}", e.stdout_line());
+                crate::error::out(&format!("{}\n", e.stdout_line()));
                 entries.push(e);
             }
-            Err(e) => warn(format_args!("profile '{}' skipped: {}", p, e)),
+            Err(e) => {
+                warn(format_args!("profile '{}' skipped: {}", p, e));
+                failed += 1;
+            }
         }
     }
     if !dry_run {
@@ -175,11 +179,38 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
         if let Err(e) = bootlog::append(&cfg.hermes_home, &ts, &entries) {
             warn(e);
         }
-        if let Ok(false) = slot::rescan(cfg) {
-            // cont-init.d runs before the nested scanner starts: it scans at start.
+        // cont-init.d runs before the nested scanner starts: it scans at
+        // start, so "not listening" is normal here.
+        if let Err(e) = slot::rescan(cfg) {
+            warn(e);
         }
     }
+    if failed > 0 {
+        // Every other profile was done; exit 1 says the boot is incomplete
+        // (111 stays for a reconcile that could not run at all).
+        return Err(crate::error::Error::Refused(format!(
+            "{} of {} profiles could not be reconciled (see the warnings above)",
+            failed,
+            profiles.len()
+        )));
+    }
     Ok(entries)
+}
+
+/// A slot's profile is known to be gone: its home or its SOUL.md does not
+/// exist (or the home is a link, which is never a profile). A home that
+/// cannot be read is *not* gone: its slot stays (a re-run must not take a
+/// live gateway down because of a permission problem).
+fn gone(cfg: &Config, p: &str) -> bool {
+    let home = cfg.home(p);
+    match fs::symlink_metadata(&home) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(m) if !m.is_dir() => true,
+        Ok(_) => matches!(
+            fs::metadata(home.join("SOUL.md")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        ),
+    }
 }
 
 /// Open `path` as a directory without following a symlink.
@@ -236,10 +267,17 @@ pub fn init_scandir(cfg: &Config) -> Result<()> {
             own(open_dir_nofollow(&ctl)?, &ctl, 0, gid, 0o710)?;
             let fifo = ctl.join("control");
             let fd = open_nofollow(&fifo, libc::O_RDONLY)?;
-            let m = fs::symlink_metadata(&fifo).map_err(|e| sys("stat", &fifo, e))?;
-            if m.mode() & libc::S_IFMT != libc::S_IFIFO {
+            // Check what was opened, not the path (fstat, not stat).
+            // SAFETY: fd is open; st is a plain out-struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            let is_fifo = unsafe { libc::fstat(fd, &mut st) } == 0
+                && st.st_mode & libc::S_IFMT == libc::S_IFIFO;
+            if !is_fifo {
                 unsafe { libc::close(fd) };
-                return Err(refused(format!("{} is not a FIFO", fifo.display())));
+                return Err(crate::error::Error::System(format!(
+                    "refusing to open {} to the hermes group: not a FIFO",
+                    fifo.display()
+                )));
             }
             own(fd, &fifo, 0, gid, 0o660)?;
         }

@@ -198,7 +198,7 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
             out.push('\n');
         }
     }
-    print!("{}", out);
+    crate::error::out(&out);
     Ok(0)
 }
 
@@ -209,7 +209,7 @@ pub fn list(cfg: &Config) -> Result<i32> {
         out.push_str(&p);
         out.push('\n');
     }
-    print!("{}", out);
+    crate::error::out(&out);
     Ok(0)
 }
 
@@ -221,7 +221,7 @@ pub fn pid(cfg: &Config, p: &str) -> Result<i32> {
     }
     match svstat::read(&cfg.slot_dir(p))? {
         Some(st) if st.up && st.pid > 0 => {
-            println!("{}", st.pid);
+            crate::error::out(&format!("{}\n", st.pid));
             Ok(0)
         }
         Some(_) => Err(refused(format!("the gateway of profile '{}' is not up", p))),

@@ -616,3 +616,67 @@ fn live_reconcile_unregisters_a_deleted_profile_cleanly() {
             })
     });
 }
+
+/// Run `hermes-s6 ARGS` with stdout a pipe nobody reads (EPIPE on write).
+fn with_closed_stdout(f: &Scandir, args: &[&str]) -> (i32, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid two-int array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created and are owned here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(r);
+    let o = f
+        .command(args)
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn reconcile_with_nobody_reading_its_stdout_still_publishes_every_slot() {
+    let f = fx("rc-epipe");
+    for p in ["alpha", "beta", "gamma"] {
+        f.profile(p);
+    }
+    let (code, err) = with_closed_stdout(&f, &["reconcile"]);
+    assert_eq!(code, 0, "stderr: {}", err);
+    assert!(err.contains("unable to write to stdout"), "{}", err);
+    for p in ["default", "alpha", "beta", "gamma"] {
+        assert!(f.slot(p).is_dir(), "gateway-{} missing", p);
+    }
+    let log = fs::read_to_string(f.home.join("logs/container-boot.log")).unwrap();
+    assert_eq!(log.lines().count(), 4, "{}", log);
+    let (code, _) = with_closed_stdout(&f, &["status"]);
+    assert_eq!(code, 0, "status must not abort on EPIPE");
+}
+
+#[test]
+fn a_profile_that_cannot_be_read_keeps_its_slot() {
+    let f = fx("rc-unreadable");
+    f.profile("alpha");
+    reconcile(&f);
+    assert!(f.slot("alpha").is_dir());
+    // As uid 10000 the home is unreadable (root bypasses modes).
+    let home = f.home.join("profiles/alpha");
+    let o = std::process::Command::new("chown")
+        .args(["-R", "10000:10000"])
+        .arg(&f.home)
+        .arg(&f.scandir)
+        .status()
+        .unwrap();
+    assert!(o.success());
+    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let o = f.hs_as_10000(&["reconcile"]);
+    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert!(o.stderr.contains("alpha"), "the skip is said: {:?}", o);
+    assert!(
+        f.slot("alpha").is_dir(),
+        "an unreadable profile is not a gone one"
+    );
+}
