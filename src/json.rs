@@ -10,7 +10,10 @@
 //!
 //! Duplicate keys are all kept (the document round-trips); [`Value::get`] returns the **last**
 //! one, as Python's `json.loads` (the gateway's reader) does.
-//! Strings hold Rust `String`s, so a lone surrogate escape (`"\ud800"`) is rejected as invalid.
+//! Strings hold Rust `String`s. A string *value* that a Rust `String` cannot hold (a lone
+//! surrogate escape, `"\ud800"`, which Python writes) is kept as [`Value::RawStr`], its source
+//! text, and written back byte for byte; Python's `NaN`/`Infinity`/`-Infinity` are kept as
+//! numbers the same way. A key with a lone surrogate is still rejected.
 
 /// Deeper nesting is rejected, so hostile input cannot exhaust the stack.
 pub const MAX_DEPTH: usize = 128;
@@ -22,6 +25,9 @@ pub enum Value {
     /// The number's source text, valid JSON number syntax.
     Number(String),
     Str(String),
+    /// A string value kept as its source text between the quotes (escapes
+    /// intact), because it holds a lone surrogate: written back verbatim.
+    RawStr(String),
     Array(Vec<Value>),
     /// Key order as read / inserted; duplicates possible (see module doc).
     Object(Vec<(String, Value)>),
@@ -130,6 +136,11 @@ impl Value {
             Value::Bool(false) => out.push_str("false"),
             Value::Number(n) => out.push_str(n),
             Value::Str(s) => write_str(s, out),
+            Value::RawStr(raw) => {
+                out.push('"');
+                out.push_str(raw);
+                out.push('"');
+            }
             Value::Array(a) => {
                 out.push('[');
                 for (i, v) in a.iter().enumerate() {
@@ -231,7 +242,23 @@ impl Parser<'_> {
         match self.peek() {
             Some(b'{') => self.object(),
             Some(b'[') => self.array(),
-            Some(b'"') => self.string().map(Value::Str),
+            Some(b'"') => {
+                let start = self.pos;
+                match self.string() {
+                    Ok(s) => Ok(Value::Str(s)),
+                    Err(e) if e.ends_with("lone surrogate in \\u escape") => {
+                        self.pos = start;
+                        self.raw_string()
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            // Python's json module writes these by default (allow_nan).
+            Some(b'N') => self.literal("NaN", Value::Number("NaN".into())),
+            Some(b'I') => self.literal("Infinity", Value::Number("Infinity".into())),
+            Some(b'-') if self.s[self.pos..].starts_with(b"-I") => {
+                self.literal("-Infinity", Value::Number("-Infinity".into()))
+            }
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
             Some(b'n') => self.literal("null", Value::Null),
@@ -428,6 +455,39 @@ impl Parser<'_> {
         }
     }
 
+    /// At the opening quote of a string that holds a lone surrogate: check
+    /// its escapes and keep its source text.
+    fn raw_string(&mut self) -> Result<Value, String> {
+        self.pos += 1;
+        let start = self.pos;
+        loop {
+            match self.peek() {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+                        Some(b'u') => {
+                            self.pos += 1;
+                            self.hex4()?;
+                        }
+                        _ => return Err(self.err("invalid escape")),
+                    }
+                }
+                Some(b) if b < 0x20 => return Err(self.err("control character in string")),
+                Some(_) => self.pos += 1,
+                None => return Err(self.err("unterminated string")),
+            }
+        }
+        let raw = self
+            .src
+            .get(start..self.pos)
+            .ok_or_else(|| self.err("invalid string"))?
+            .to_string();
+        self.pos += 1;
+        Ok(Value::RawStr(raw))
+    }
+
     /// After `\u`: one code point, combining a surrogate pair.
     fn unicode_escape(&mut self) -> Result<char, String> {
         let hi = self.hex4()?;
@@ -524,10 +584,29 @@ mod tests {
     }
 
     #[test]
-    fn lone_surrogates_are_rejected() {
-        assert!(parse(r#""\ud800""#).is_err());
-        assert!(parse(r#""\udc00""#).is_err());
-        assert!(parse(r#""\ud800\u0041""#).is_err());
+    fn lone_surrogates_in_values_round_trip_byte_for_byte() {
+        for s in [r#""\ud800""#, r#""\udc00""#, r#""a\ud800\u0041\n""#] {
+            let v = parse(s).unwrap();
+            assert!(matches!(v, Value::RawStr(_)), "{}", s);
+            assert_eq!(v.to_json(), s);
+        }
+        let doc = r#"{"s":"\ud800","desired_state":"running"}"#;
+        assert_eq!(rt(doc), doc);
+    }
+
+    #[test]
+    fn lone_surrogates_in_keys_and_broken_escapes_are_rejected() {
+        assert!(parse(r#"{"\ud800":1}"#).is_err());
+        assert!(parse(r#""\ud800\x""#).is_err());
+        assert!(parse(r#""\ud800"#).is_err());
+    }
+
+    #[test]
+    fn python_nan_and_infinity_round_trip() {
+        let doc = r#"{"a":NaN,"b":Infinity,"c":-Infinity,"d":-1}"#;
+        assert_eq!(rt(doc), doc);
+        assert!(parse("Nan").is_err());
+        assert!(parse("-Inf").is_err());
     }
 
     #[test]
@@ -573,8 +652,9 @@ mod tests {
             "\"\\u12\"",
             "// c\n{}",
             "\u{feff}{}",
-            "NaN",
-            "Infinity",
+            // (NaN / Infinity are accepted: see python_nan_and_infinity_round_trip)
+            "nan",
+            "infinity",
         ] {
             assert!(parse(bad).is_err(), "accepted {:?}", bad);
         }
