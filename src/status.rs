@@ -5,7 +5,6 @@
 use crate::clock;
 use crate::detect;
 use crate::error::{refused, warn, Result};
-use crate::json::Value;
 use crate::profile::{self, Config};
 use crate::reconcile;
 use crate::slot;
@@ -114,32 +113,58 @@ impl Row {
         )
     }
 
-    pub fn to_json(&self) -> Value {
-        fn s(v: &Option<String>) -> Value {
-            v.as_deref().map_or(Value::Null, Value::string)
+    /// The row as `status --json` prints it (stable keys, `null` when unknown).
+    pub fn to_json(&self) -> JsonRow {
+        JsonRow {
+            profile: self.profile.clone(),
+            registered: self.registered,
+            s6: self.s6.to_string(),
+            up: self.s6 == "up",
+            pid: self.pid,
+            seconds: self.seconds,
+            want_up: self.want_up,
+            ready: self.ready,
+            desired_state: self.desired_state.clone(),
+            gateway_state: self.gateway_state.clone(),
+            last_exit: self.last_exit.clone(),
+            exit_reason: self.exit_reason.clone(),
+            port: self.port,
         }
-        fn b(v: Option<bool>) -> Value {
-            v.map_or(Value::Null, Value::Bool)
-        }
-        Value::Object(vec![
-            ("profile".into(), Value::string(&self.profile)),
-            ("registered".into(), Value::Bool(self.registered)),
-            ("s6".into(), Value::string(self.s6)),
-            ("up".into(), Value::Bool(self.s6 == "up")),
-            ("pid".into(), self.pid.map_or(Value::Null, Value::from_u64)),
-            (
-                "seconds".into(),
-                self.seconds.map_or(Value::Null, Value::from_i64),
-            ),
-            ("want_up".into(), b(self.want_up)),
-            ("ready".into(), b(self.ready)),
-            ("desired_state".into(), s(&self.desired_state)),
-            ("gateway_state".into(), s(&self.gateway_state)),
-            ("last_exit".into(), s(&self.last_exit)),
-            ("exit_reason".into(), s(&self.exit_reason)),
-            ("port".into(), Value::from_u64(self.port as u64)),
-        ])
     }
+}
+
+/// `status --json`: a fixed schema we own, so nanoserde's derive writes it
+/// (unlike gateway_state.json, whose foreign keys need [`crate::json`]).
+#[derive(nanoserde::SerJson)]
+pub struct JsonStatus {
+    pub manager: String,
+    pub scandir: String,
+    pub profiles: Vec<JsonRow>,
+}
+
+#[derive(nanoserde::SerJson)]
+pub struct JsonRow {
+    pub profile: String,
+    pub registered: bool,
+    pub s6: String,
+    pub up: bool,
+    #[nserde(serialize_none_as_null)]
+    pub pid: Option<u64>,
+    #[nserde(serialize_none_as_null)]
+    pub seconds: Option<i64>,
+    #[nserde(serialize_none_as_null)]
+    pub want_up: Option<bool>,
+    #[nserde(serialize_none_as_null)]
+    pub ready: Option<bool>,
+    #[nserde(serialize_none_as_null)]
+    pub desired_state: Option<String>,
+    #[nserde(serialize_none_as_null)]
+    pub gateway_state: Option<String>,
+    #[nserde(serialize_none_as_null)]
+    pub last_exit: Option<String>,
+    #[nserde(serialize_none_as_null)]
+    pub exit_reason: Option<String>,
+    pub port: u16,
 }
 
 /// Registered or real profiles, `default` first.
@@ -171,21 +196,12 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
     let rows: Vec<Row> = list.iter().map(|p| row(cfg, p, now)).collect();
     let mut out = String::new();
     if as_json {
-        let doc = Value::Object(vec![
-            (
-                "manager".into(),
-                Value::string(if s6 { "s6" } else { "none" }),
-            ),
-            (
-                "scandir".into(),
-                Value::string(&cfg.scandir.display().to_string()),
-            ),
-            (
-                "profiles".into(),
-                Value::Array(rows.iter().map(Row::to_json).collect()),
-            ),
-        ]);
-        doc.write(&mut out);
+        let doc = JsonStatus {
+            manager: (if s6 { "s6" } else { "none" }).to_string(),
+            scandir: cfg.scandir.display().to_string(),
+            profiles: rows.iter().map(Row::to_json).collect(),
+        };
+        out.push_str(&nanoserde::SerJson::serialize_json(&doc));
         out.push('\n');
     } else {
         out.push_str(if s6 {
