@@ -6,7 +6,7 @@ pub mod error;
 // pure building blocks
 pub mod clock;
 pub mod fsutil; // write-new-then-rename, locks, no-follow opens
-pub mod json; // JSON value type that keeps unknown keys (on nanoserde's tokenizer)
+pub mod json; // JSON value type that keeps unknown keys (nanoserde drops them)
 pub mod procfs; // /proc/PID/stat start time
 pub mod profile; // names, homes, ports, the environment
 pub mod sha256; // FIPS 180-4, for the port // now, ISO-8601 UTC formatting/parsing
