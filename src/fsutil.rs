@@ -38,7 +38,7 @@ fn cpath(path: &Path) -> io::Result<CString> {
 }
 
 /// open(2) with raw flags (std cannot create a file opened read-only).
-fn open_raw(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+pub(crate) fn open_raw(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
     let c = cpath(path)?;
     // SAFETY: valid NUL-terminated path; the fd is owned by the File from here on.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
@@ -54,7 +54,7 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn fchown(f: &File, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn fchown(f: &File, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: valid fd.
     if unsafe { libc::fchown(f.as_raw_fd(), uid, gid) } != 0 {
         return Err(io::Error::last_os_error());

@@ -9,10 +9,8 @@ use crate::profile::{self, Config};
 use crate::slot::{self, Spec};
 use crate::state;
 use crate::svstat;
-use std::ffi::CString;
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::fs::{self, File};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -213,42 +211,17 @@ fn gone(cfg: &Config, p: &str) -> bool {
     }
 }
 
-/// Open `path` as a directory without following a symlink.
-fn open_dir_nofollow(path: &Path) -> Result<i32> {
-    open_nofollow(path, libc::O_RDONLY | libc::O_DIRECTORY)
+/// Open `path` without following a symlink or blocking on a FIFO.
+fn open_nofollow(path: &Path, flags: i32) -> Result<File> {
+    fsutil::open_raw(path, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0)
+        .map_err(|e| sys("open", path, e))
 }
 
-fn open_nofollow(path: &Path, flags: i32) -> Result<i32> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| refused(format!("bad path {}", path.display())))?;
-    // SAFETY: valid C string.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(sys("open", path, std::io::Error::last_os_error()));
-    }
-    Ok(fd)
-}
-
-/// fchown + fchmod on an fd we opened without following links.
-fn own(fd: i32, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
-    // SAFETY: fd is open.
-    let r = unsafe { libc::fchown(fd, uid, gid) };
-    let r2 = if r == 0 {
-        unsafe { libc::fchmod(fd, mode) }
-    } else {
-        r
-    };
-    let err = std::io::Error::last_os_error();
-    unsafe { libc::close(fd) };
-    if r2 != 0 {
-        return Err(sys("chown/chmod", path, err));
-    }
-    Ok(())
+/// fchown + fchmod on what was opened (never the path, which could change).
+fn own(f: &File, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
+    fsutil::fchown(f, uid, gid)
+        .and_then(|_| f.set_permissions(fs::Permissions::from_mode(mode)))
+        .map_err(|e| sys("chown/chmod", path, e))
 }
 
 /// `hermes-s6 init-scandir` (cont-init.d, root). Nested layout: create the
@@ -260,26 +233,22 @@ pub fn init_scandir(cfg: &Config) -> Result<()> {
     let (uid, gid) = profile::resolve_user(&cfg.user, Path::new("/etc"))?;
     let scandir = &cfg.scandir;
     if scandir == Path::new(ROOT_SCANDIR) {
-        let fd = open_dir_nofollow(scandir)?;
-        own(fd, scandir, 0, gid, 0o1775)?;
+        let dir = open_nofollow(scandir, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        own(&dir, scandir, 0, gid, 0o1775)?;
         let ctl = scandir.join(".s6-svscan");
         if fs::symlink_metadata(&ctl).is_ok() {
-            own(open_dir_nofollow(&ctl)?, &ctl, 0, gid, 0o710)?;
+            let d = open_nofollow(&ctl, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            own(&d, &ctl, 0, gid, 0o710)?;
             let fifo = ctl.join("control");
-            let fd = open_nofollow(&fifo, libc::O_RDONLY)?;
-            // Check what was opened, not the path (fstat, not stat).
-            // SAFETY: fd is open; st is a plain out-struct.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            let is_fifo = unsafe { libc::fstat(fd, &mut st) } == 0
-                && st.st_mode & libc::S_IFMT == libc::S_IFIFO;
-            if !is_fifo {
-                unsafe { libc::close(fd) };
+            let f = open_nofollow(&fifo, libc::O_RDONLY)?;
+            // Check what was opened (fstat), not the path.
+            if !f.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
                 return Err(crate::error::Error::System(format!(
                     "refusing to open {} to the hermes group: not a FIFO",
                     fifo.display()
                 )));
             }
-            own(fd, &fifo, 0, gid, 0o660)?;
+            own(&f, &fifo, 0, gid, 0o660)?;
         }
         return Ok(());
     }
@@ -304,5 +273,6 @@ pub fn init_scandir(cfg: &Config) -> Result<()> {
         }
     }
     fs::create_dir(scandir).map_err(|e| sys("mkdir", scandir, e))?;
-    own(open_dir_nofollow(scandir)?, scandir, uid, gid, 0o755)
+    let dir = open_nofollow(scandir, libc::O_RDONLY | libc::O_DIRECTORY)?;
+    own(&dir, scandir, uid, gid, 0o755)
 }
