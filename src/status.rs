@@ -11,23 +11,34 @@ use crate::slot;
 use crate::state;
 use crate::svstat::{self, Status};
 
-/// Everything `status` says about one profile.
-#[derive(Debug, Default)]
+/// Everything `status` says about one profile. `status --json` prints it
+/// as is: a fixed schema we own, so nanoserde's derive writes it (field
+/// order = key order; unknown values are `null`, never left out).
+#[derive(Debug, Default, nanoserde::SerJson)]
 pub struct Row {
     pub profile: String,
     pub registered: bool,
-    /// `up`, `down`, `finishing`, `unsupervised` (slot without a supervisor)
-    /// or `none` (no slot).
-    pub s6: &'static str,
+    /// `up`, `down`, `finishing`, `unsupervised` (slot without a supervisor),
+    /// `unknown` (status unreadable) or `none` (no slot).
+    pub s6: String,
+    pub up: bool,
+    #[nserde(serialize_none_as_null)]
     pub pid: Option<u64>,
+    #[nserde(serialize_none_as_null)]
     pub seconds: Option<i64>,
+    #[nserde(serialize_none_as_null)]
     pub want_up: Option<bool>,
+    #[nserde(serialize_none_as_null)]
     pub ready: Option<bool>,
+    #[nserde(serialize_none_as_null)]
     pub desired_state: Option<String>,
+    #[nserde(serialize_none_as_null)]
     pub gateway_state: Option<String>,
-    pub exit_reason: Option<String>,
     /// From s6: `exitcode N` or `signal SIGX` of the last death, when down.
+    #[nserde(serialize_none_as_null)]
     pub last_exit: Option<String>,
+    #[nserde(serialize_none_as_null)]
+    pub exit_reason: Option<String>,
     pub port: u16,
 }
 
@@ -51,30 +62,32 @@ pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
     let mut r = Row {
         profile: p.to_string(),
         registered: slot::is_registered(cfg, p),
-        s6: "none",
+        s6: "none".into(),
         port: profile::port(p),
         ..Row::default()
     };
     if r.registered {
         match svstat::read(&cfg.slot_dir(p)) {
             Ok(Some(st)) => {
+                r.up = st.up;
                 r.s6 = if st.up {
                     "up"
                 } else if st.finishing {
                     "finishing"
                 } else {
                     "down"
-                };
+                }
+                .into();
                 r.pid = (st.up && st.pid > 0).then_some(st.pid);
                 r.seconds = st.seconds_in_state(now);
                 r.want_up = Some(st.want_up);
                 r.ready = Some(st.ready);
                 r.last_exit = last_exit(&st);
             }
-            Ok(None) => r.s6 = "unsupervised",
+            Ok(None) => r.s6 = "unsupervised".into(),
             Err(e) => {
                 warn(e);
-                r.s6 = "unknown";
+                r.s6 = "unknown".into();
             }
         }
     }
@@ -112,59 +125,14 @@ impl Row {
             self.port
         )
     }
-
-    /// The row as `status --json` prints it (stable keys, `null` when unknown).
-    pub fn to_json(&self) -> JsonRow {
-        JsonRow {
-            profile: self.profile.clone(),
-            registered: self.registered,
-            s6: self.s6.to_string(),
-            up: self.s6 == "up",
-            pid: self.pid,
-            seconds: self.seconds,
-            want_up: self.want_up,
-            ready: self.ready,
-            desired_state: self.desired_state.clone(),
-            gateway_state: self.gateway_state.clone(),
-            last_exit: self.last_exit.clone(),
-            exit_reason: self.exit_reason.clone(),
-            port: self.port,
-        }
-    }
 }
 
-/// `status --json`: a fixed schema we own, so nanoserde's derive writes it
-/// (unlike gateway_state.json, whose foreign keys need [`crate::json`]).
+/// `status --json`.
 #[derive(nanoserde::SerJson)]
 pub struct JsonStatus {
     pub manager: String,
     pub scandir: String,
-    pub profiles: Vec<JsonRow>,
-}
-
-#[derive(nanoserde::SerJson)]
-pub struct JsonRow {
-    pub profile: String,
-    pub registered: bool,
-    pub s6: String,
-    pub up: bool,
-    #[nserde(serialize_none_as_null)]
-    pub pid: Option<u64>,
-    #[nserde(serialize_none_as_null)]
-    pub seconds: Option<i64>,
-    #[nserde(serialize_none_as_null)]
-    pub want_up: Option<bool>,
-    #[nserde(serialize_none_as_null)]
-    pub ready: Option<bool>,
-    #[nserde(serialize_none_as_null)]
-    pub desired_state: Option<String>,
-    #[nserde(serialize_none_as_null)]
-    pub gateway_state: Option<String>,
-    #[nserde(serialize_none_as_null)]
-    pub last_exit: Option<String>,
-    #[nserde(serialize_none_as_null)]
-    pub exit_reason: Option<String>,
-    pub port: u16,
+    pub profiles: Vec<Row>,
 }
 
 /// Registered or real profiles, `default` first.
@@ -199,7 +167,7 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
         let doc = JsonStatus {
             manager: (if s6 { "s6" } else { "none" }).to_string(),
             scandir: cfg.scandir.display().to_string(),
-            profiles: rows.iter().map(Row::to_json).collect(),
+            profiles: rows,
         };
         out.push_str(&nanoserde::SerJson::serialize_json(&doc));
         out.push('\n');
