@@ -25,5 +25,6 @@ pub mod svstat; // s6-svstat -o / human lines / supervise/status decoder // s6-s
 // commands
 pub mod lifecycle; // run / finish decision table
 pub mod ops; // register / unregister / start / stop / restart
+pub mod ready; // readiness: the watcher behind notification-fd, data/ready
 pub mod reconcile;
 pub mod status; // status / list / pid // boot reconciliation

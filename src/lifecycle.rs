@@ -11,8 +11,12 @@ use crate::fsutil;
 use crate::marker;
 use crate::procfs;
 use crate::profile::{self, Config};
-use crate::state;
+use crate::ready::{self, Readiness};
+use crate::state::{self, State};
 use std::path::{Path, PathBuf};
+
+/// The hermes gateway's pid file in its home (never `gateway.lock`, a flock).
+pub const PID_FILE: &str = "gateway.pid";
 
 /// finish's exit code that tells s6-supervise "do not restart" (servicedir(7)).
 pub const NO_RESTART: i32 = 125;
@@ -31,8 +35,11 @@ pub const LOOP_SHORT_RUN_SECS: i64 = 10;
 pub enum Cause {
     OperatorStop,
     OperatorRestart,
-    /// Killed by a signal with no marker: container stop, OOM kill, `kill`.
+    /// Killed by a signal with no marker: OOM kill, `kill`.
     Signal,
+    /// Died, no marker, after the supervisor was told to bring it down (container
+    /// stop, a raw `s6-svc -d`): the hermes gateway exits 1 on such a SIGTERM.
+    Shutdown,
     /// Exit code other than 0, 75, 78, no marker.
     Crash,
     /// Exit 75: the gateway asked to be restarted.
@@ -43,7 +50,7 @@ pub enum Cause {
     CleanExit,
     /// Exit 0 with no marker under `HERMES_GATEWAY_CLEAN_EXIT=restart`.
     CleanExitRespawn,
-    /// Too many short runs in a row.
+    /// Too many startup failures (or short runs) in a row.
     CrashLoop,
 }
 
@@ -71,6 +78,7 @@ impl Cause {
             Cause::OperatorStop => ("stopped", "operator_stop", 0),
             Cause::OperatorRestart => ("stopped", "operator_restart", 0),
             Cause::Signal => ("running", "signal", 0),
+            Cause::Shutdown => ("running", "shutdown", 0),
             Cause::Crash => ("running", "crash", 0),
             Cause::GatewayRestart => ("stopped", "restart_requested", 0),
             Cause::FatalConfig => ("startup_failed", "fatal_config", NO_RESTART),
@@ -87,36 +95,60 @@ impl Cause {
     }
 }
 
+/// The facts finish has about one death, besides the exit code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Death<'a> {
+    /// The action of a *matching* marker (`Some(None)` = plain stop).
+    pub marker_action: Option<Option<&'a str>>,
+    /// `HERMES_GATEWAY_CLEAN_EXIT=restart`.
+    pub clean_exit_restarts: bool,
+    /// s6 wanted the service down when it died (`supervise/status`).
+    pub wanted_down: bool,
+    /// The crash-loop tally reached the limit.
+    pub looping: bool,
+}
+
 /// SPEC §3.3, one row per arm. `code` is 256 when the gateway was killed by
-/// a signal; `marker_action` is the action of a *matching* marker
-/// (`Some(None)` = plain stop); `looping` says the tally reached the limit.
-pub fn classify(
-    code: i32,
-    marker_action: Option<Option<&str>>,
-    clean_exit_restarts: bool,
-    looping: bool,
-) -> Verdict {
-    let cause = match marker_action {
+/// a signal.
+pub fn classify(code: i32, d: Death) -> Verdict {
+    let cause = match d.marker_action {
         Some(Some("restart")) => Cause::OperatorRestart,
         Some(_) => Cause::OperatorStop,
+        None if d.wanted_down && code != 0 => Cause::Shutdown,
         None => match code {
             256 => Cause::Signal,
             EXIT_CONFIG => Cause::FatalConfig,
             EXIT_RESTART => Cause::GatewayRestart,
-            0 if clean_exit_restarts => Cause::CleanExitRespawn,
+            0 if d.clean_exit_restarts => Cause::CleanExitRespawn,
             0 => Cause::CleanExit,
             _ => Cause::Crash,
         },
     };
-    if looping && cause.respawns() {
+    if d.looping && cause.respawns() {
         return Cause::CrashLoop.verdict();
     }
     cause.verdict()
 }
 
-/// Death tally for the crash-loop rule: `data/deaths` in the slot, one line
-/// `DEATH_UNIX` per short-lived death (a long run empties it). The slot is rebuilt at every
-/// boot and `start`/`restart` delete the file, which clears the count.
+/// What finish knows of the run that ended, for the crash-loop rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// A gateway that reports readiness died before it did: a startup failure.
+    NeverReady,
+    /// ...or after it did: it worked, the count starts again.
+    WasReady,
+    /// A gateway that never reports readiness lived this long (None: unknown).
+    Lived(Option<i64>),
+}
+
+/// Death tally for the crash-loop rule (SPEC §3.3, the one place it is
+/// decided): `data/deaths` in the slot, one line `DEATH_UNIX` per counted
+/// death. A gateway that reports readiness is parked after LOOP_DEATHS
+/// consecutive startup failures, however long each took (the hermes gateway's
+/// own respawn-storm breaker sleeps up to 300 s before starting); one that
+/// does not, at the LOOP_DEATHS-th death within LOOP_WINDOW_SECS, each run
+/// shorter than LOOP_SHORT_RUN_SECS. The slot is rebuilt at every boot and
+/// `start`/`restart` delete the file, which clears the count.
 pub struct Tally;
 
 impl Tally {
@@ -125,22 +157,25 @@ impl Tally {
     }
 
     /// Pure part: given the previous recorded deaths, the time of this death
-    /// and how long the run lived, return the new list and whether it loops.
-    pub fn next(prev: &[i64], now: i64, lived: Option<i64>) -> (Vec<i64>, bool) {
-        match lived {
-            // A healthy run breaks the sequence.
-            Some(l) if l >= LOOP_SHORT_RUN_SECS => (Vec::new(), false),
-            _ => {
-                let mut v: Vec<i64> = prev
-                    .iter()
-                    .copied()
-                    .filter(|&t| t <= now && now - t < LOOP_WINDOW_SECS)
-                    .collect();
-                v.push(now);
-                let looping = v.len() >= LOOP_DEATHS;
-                (v, looping)
-            }
-        }
+    /// and what is known of the run, return the new list and whether it loops.
+    pub fn next(prev: &[i64], now: i64, run: Run) -> (Vec<i64>, bool) {
+        let mut v: Vec<i64> = match run {
+            // A working run breaks the sequence.
+            Run::WasReady => return (Vec::new(), false),
+            Run::Lived(Some(l)) if l >= LOOP_SHORT_RUN_SECS => return (Vec::new(), false),
+            Run::NeverReady => prev.to_vec(),
+            Run::Lived(_) => prev
+                .iter()
+                .copied()
+                .filter(|&t| t <= now && now.saturating_sub(t) < LOOP_WINDOW_SECS)
+                .collect(),
+        };
+        // Only the last few matter: a corrupt or endless file stays bounded.
+        let keep = v.len().saturating_sub(LOOP_DEATHS - 1);
+        v.drain(..keep);
+        v.push(now);
+        let looping = v.len() >= LOOP_DEATHS;
+        (v, looping)
     }
 
     pub fn parse(text: &str) -> Vec<i64> {
@@ -151,7 +186,7 @@ impl Tally {
 
     /// Record one death; returns whether the gateway is crash-looping.
     /// A tally that cannot be read or written only disables the rule (warn).
-    pub fn record(slot: &Path, now: i64, lived: Option<i64>) -> bool {
+    pub fn record(slot: &Path, now: i64, run: Run) -> bool {
         let path = Self::path(slot);
         let prev = match fsutil::read_file(&path, 4096) {
             Ok(Some(b)) => Self::parse(&String::from_utf8_lossy(&b)),
@@ -161,7 +196,7 @@ impl Tally {
                 Vec::new()
             }
         };
-        let (list, looping) = Self::next(&prev, now, lived);
+        let (list, looping) = Self::next(&prev, now, run);
         let mut out = String::new();
         for t in &list {
             out.push_str(&t.to_string());
@@ -195,16 +230,24 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
             p
         )));
     }
+    let slot_mode = Readiness::from_env();
+    let mode = slot_mode.unwrap_or_else(|| cfg.readiness(&argv));
     let home = cfg.home(p);
     let pid = std::process::id();
     let start = procfs::start_time(pid).ok();
     // The intent must be on disk before the gateway exists; a state that
     // cannot be written must not keep the gateway from running, though.
+    // A gateway that reports readiness is `starting` until it says otherwise.
     let rec = state::update(&home, |s| {
         if s.desired_state().is_none() {
             s.set_str("desired_state", "running");
         }
-        s.set_str("gateway_state", "running");
+        let gs = if mode == Readiness::State {
+            "starting"
+        } else {
+            "running"
+        };
+        s.set_str("gateway_state", gs);
         s.set_u64("pid", pid as u64);
         match start {
             Some(t) => s.set_u64("start_time", t),
@@ -221,14 +264,9 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
             e.message()
         ));
     }
-    let port = profile::port(p).to_string();
-    // SPEC §1: HOME is $HERMES_HOME for every profile (as upstream's `export
-    // HOME=/opt/data`); the profile is selected by HERMES_PROFILE / `-p`.
-    std::env::set_var("HOME", &cfg.hermes_home);
-    std::env::set_var("HERMES_PROFILE", p);
-    std::env::set_var("HERMES_GATEWAY_PORT", port);
-    std::env::set_var("HERMES_S6_SUPERVISED_CHILD", "1");
-    std::env::set_var("HERMES_SUPERVISED_CHILD", "1");
+    clear_stale_pidfile(&home, pid);
+    gateway_env(cfg, p);
+    let slot = own_slot(cfg, p);
     if let Err(e) = std::env::set_current_dir(&home) {
         warn(format_args!(
             "unable to chdir to {}: {}",
@@ -236,7 +274,72 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
             crate::error::os_text(&e)
         ));
     }
+    // Only a slot built for it hands us the notification fd.
+    if slot_mode == Some(Readiness::State) {
+        ready::spawn_watcher(&home, &slot, ready::NOTIFY_FD);
+    }
     Err(exec(&argv))
+}
+
+/// The gateway's environment (SPEC §1, §7), on top of the container's.
+fn gateway_env(cfg: &Config, p: &str) {
+    let port = profile::port(p).to_string();
+    // HOME is $HERMES_HOME for every profile (as upstream's `export
+    // HOME=/opt/data`); the profile is selected by HERMES_PROFILE / `-p`.
+    std::env::set_var("HOME", &cfg.hermes_home);
+    std::env::set_var("HERMES_PROFILE", p);
+    std::env::set_var("HERMES_GATEWAY_PORT", &port);
+    std::env::set_var("HERMES_S6_SUPERVISED_CHILD", "1");
+    std::env::set_var("HERMES_SUPERVISED_CHILD", "1");
+    // Every profile's API server would bind upstream's 8642: a named profile
+    // gets its own port, which its `.env` still overrides (the gateway loads
+    // it over the process environment); a container-wide value is default's.
+    if p != profile::DEFAULT {
+        std::env::set_var("API_SERVER_PORT", &port);
+    }
+    // Lines in the log when they happen, not at exit.
+    if std::env::var_os("PYTHONUNBUFFERED").is_none() {
+        std::env::set_var("PYTHONUNBUFFERED", "1");
+    }
+}
+
+/// The hermes gateway refuses to start while `gateway.pid` exists and names
+/// anything but a live other process ("PID file race lost", forever, after a
+/// kill -9, an OOM kill or a timeout-kill: SPEC §7). The file left by a dead
+/// gateway, or naming this very process, goes before the exec; one naming a
+/// live gateway stays (`--replace` deals with it).
+fn clear_stale_pidfile(home: &Path, me: u32) {
+    let path = home.join(PID_FILE);
+    let bytes = match fsutil::read_file(&path, 64 * 1024) {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(e) => return warn(e),
+    };
+    if pidfile_is_stale(&String::from_utf8_lossy(&bytes), me, |pid| {
+        procfs::start_time(pid).ok()
+    }) {
+        if let Err(e) = fsutil::remove_file(&path) {
+            warn(e);
+        }
+    }
+}
+
+/// `gateway.pid` as the gateway writes it: `{"pid":N,"start_time":T,…}`, or
+/// a bare pid. Stale unless it names a live process other than `me` (whose
+/// start time, when recorded, still matches).
+pub fn pidfile_is_stale(text: &str, me: u32, start_of: impl Fn(u32) -> Option<u64>) -> bool {
+    let (pid, recorded) = match State::parse(text) {
+        Ok(st) => (st.pid(), st.start_time()),
+        Err(_) => (text.trim().parse::<u32>().ok(), None),
+    };
+    let Some(pid) = pid.filter(|&p| p != 0 && p != me) else {
+        return true;
+    };
+    match (start_of(pid), recorded) {
+        (None, _) => true,
+        (Some(live), Some(rec)) => live != rec,
+        (Some(_), None) => false,
+    }
 }
 
 /// Seconds a process lived, from its start time in clock ticks since boot
@@ -340,13 +443,28 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
             Err(e) => warn(format_args!("{}", e)),
         }
     }
-    let action = m.as_ref().map(|m| m.action.as_deref());
-    let clean_restart = std::env::var("HERMES_GATEWAY_CLEAN_EXIT").is_ok_and(|v| v == "restart");
-    let first = classify(code, action, clean_restart, false);
+    let mut death = Death {
+        marker_action: m.as_ref().map(|m| m.action.as_deref()),
+        clean_exit_restarts: std::env::var("HERMES_GATEWAY_CLEAN_EXIT")
+            .is_ok_and(|v| v == "restart"),
+        // Asked down without a marker: a container stop or a raw `s6-svc -d`.
+        wanted_down: crate::svstat::read(&slot)
+            .ok()
+            .flatten()
+            .is_some_and(|s| !s.want_up),
+        looping: false,
+    };
+    // Always consumed, so a stale record never speaks for a later run.
+    let was_ready = ready::consume(&slot, dead_pid, dead_start);
+    let first = classify(code, death);
     let verdict = if first.cause.respawns() {
-        let lived = dead_start.and_then(|t| lived_secs(t, now));
-        let looping = Tally::record(&slot, now, lived);
-        classify(code, action, clean_restart, looping)
+        let run = match Readiness::from_env() {
+            Some(Readiness::State) if was_ready => Run::WasReady,
+            Some(Readiness::State) => Run::NeverReady,
+            _ => Run::Lived(dead_start.and_then(|t| lived_secs(t, now))),
+        };
+        death.looping = Tally::record(&slot, now, run);
+        classify(code, death)
     } else {
         first
     };
@@ -367,9 +485,24 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
 mod tests {
     use super::*;
 
+    fn marked(marker_action: Option<Option<&str>>) -> Death<'_> {
+        Death {
+            marker_action,
+            ..Death::default()
+        }
+    }
+
     fn row(code: i32, marker: Option<Option<&str>>) -> (&'static str, i32) {
-        let v = classify(code, marker, false, false);
+        let v = classify(code, marked(marker));
         (v.gateway_state, v.exit)
+    }
+
+    fn looping(marker_action: Option<Option<&str>>) -> Death<'_> {
+        Death {
+            marker_action,
+            looping: true,
+            ..Death::default()
+        }
     }
 
     #[test]
@@ -382,7 +515,7 @@ mod tests {
     fn operator_restart_marker_is_stopped_exit_0() {
         assert_eq!(row(256, Some(Some("restart"))), ("stopped", 0));
         assert_eq!(
-            classify(256, Some(Some("restart")), false, false).cause,
+            classify(256, marked(Some(Some("restart")))).cause,
             Cause::OperatorRestart
         );
     }
@@ -416,14 +549,18 @@ mod tests {
 
     #[test]
     fn clean_exit_respawns_under_clean_exit_restart() {
-        let v = classify(0, None, true, false);
+        let d = Death {
+            clean_exit_restarts: true,
+            ..Death::default()
+        };
+        let v = classify(0, d);
         assert_eq!((v.gateway_state, v.exit), ("running", 0));
     }
 
     #[test]
     fn crash_loop_parks_as_startup_failed() {
         for code in [1, 256, 75] {
-            let v = classify(code, None, false, true);
+            let v = classify(code, looping(None));
             assert_eq!((v.gateway_state, v.exit), ("startup_failed", 125));
         }
     }
@@ -431,35 +568,69 @@ mod tests {
     #[test]
     fn crash_loop_never_overrides_an_operator_stop_or_a_parked_exit() {
         assert_eq!(
-            classify(256, Some(None), false, true).cause,
+            classify(256, looping(Some(None))).cause,
             Cause::OperatorStop
         );
-        assert_eq!(classify(78, None, false, true).cause, Cause::FatalConfig);
-        assert_eq!(classify(0, None, false, true).cause, Cause::CleanExit);
+        assert_eq!(classify(78, looping(None)).cause, Cause::FatalConfig);
+        assert_eq!(classify(0, looping(None)).cause, Cause::CleanExit);
+    }
+
+    fn asked_down() -> Death<'static> {
+        Death {
+            wanted_down: true,
+            ..Death::default()
+        }
+    }
+
+    #[test]
+    fn nonzero_exit_after_an_unmarked_down_is_a_shutdown_not_a_crash() {
+        // the hermes gateway exits 1 on a SIGTERM without a marker (SPEC §7)
+        for code in [1, 2, 256] {
+            let v = classify(code, asked_down());
+            assert_eq!(v.cause, Cause::Shutdown, "code {}", code);
+            assert_eq!(
+                (v.gateway_state, v.exit_reason, v.exit),
+                ("running", "shutdown", 0)
+            );
+            assert!(
+                !v.cause.respawns(),
+                "a shutdown never feeds the crash count"
+            );
+        }
+    }
+
+    #[test]
+    fn asked_down_with_a_marker_is_still_the_operator_and_exit_0_still_parks() {
+        let d = Death {
+            marker_action: Some(None),
+            ..asked_down()
+        };
+        assert_eq!(classify(1, d).cause, Cause::OperatorStop);
+        assert_eq!(classify(0, asked_down()).cause, Cause::CleanExit);
     }
 
     #[test]
     fn fifth_short_death_within_60s_is_a_loop() {
         let mut t = Vec::new();
         for i in 0..4 {
-            let (n, l) = Tally::next(&t, 1000 + i, Some(1));
+            let (n, l) = Tally::next(&t, 1000 + i, Run::Lived(Some(1)));
             assert!(!l, "death {} must not loop yet", i + 1);
             t = n;
         }
-        assert!(Tally::next(&t, 1004, Some(1)).1);
+        assert!(Tally::next(&t, 1004, Run::Lived(Some(1))).1);
     }
 
     #[test]
     fn deaths_older_than_the_window_do_not_count() {
         let t = vec![1000, 1001, 1002, 1003];
-        assert!(!Tally::next(&t, 1062, Some(1)).1);
-        assert!(Tally::next(&t, 1059, Some(1)).1);
+        assert!(!Tally::next(&t, 1062, Run::Lived(Some(1))).1);
+        assert!(Tally::next(&t, 1059, Run::Lived(Some(1))).1);
     }
 
     #[test]
     fn a_run_that_lived_10s_clears_the_tally() {
         let t = vec![1000, 1001, 1002, 1003];
-        let (n, l) = Tally::next(&t, 1004, Some(10));
+        let (n, l) = Tally::next(&t, 1004, Run::Lived(Some(10)));
         assert!(!l);
         assert!(n.is_empty());
     }
@@ -467,7 +638,70 @@ mod tests {
     #[test]
     fn unknown_lifetime_counts_as_short() {
         let t = vec![1000, 1001, 1002, 1003];
-        assert!(Tally::next(&t, 1004, None).1);
+        assert!(Tally::next(&t, 1004, Run::Lived(None)).1);
+    }
+
+    #[test]
+    fn fifth_startup_failure_parks_whatever_their_duration() {
+        // the hermes gateway's own breaker sleeps minutes between starts
+        let mut t = Vec::new();
+        for i in 0..4 {
+            let (n, l) = Tally::next(&t, 1000 + i * 300, Run::NeverReady);
+            assert!(!l, "failure {} must not park yet", i + 1);
+            t = n;
+        }
+        assert!(Tally::next(&t, 3000, Run::NeverReady).1);
+    }
+
+    #[test]
+    fn a_gateway_that_became_ready_resets_the_count() {
+        let t = vec![1000, 1001, 1002, 1003];
+        let (n, l) = Tally::next(&t, 1004, Run::WasReady);
+        assert!(!l);
+        assert!(n.is_empty());
+        assert!(!Tally::next(&n, 1005, Run::NeverReady).1);
+    }
+
+    #[test]
+    fn tally_stays_bounded_and_survives_absurd_stamps() {
+        let t = vec![i64::MIN, i64::MIN, i64::MIN, i64::MIN, i64::MAX, 995, 996];
+        let (n, l) = Tally::next(&t, 1000, Run::Lived(Some(1)));
+        assert_eq!(
+            n,
+            vec![995, 996, 1000],
+            "only plausible stamps in the window"
+        );
+        assert!(!l);
+        let (n, _) = Tally::next(&t, 1000, Run::NeverReady);
+        assert_eq!(n.len(), LOOP_DEATHS);
+    }
+
+    #[test]
+    fn pidfile_of_a_dead_or_recycled_or_own_pid_is_stale() {
+        let live = |pid: u32| (pid == 50).then_some(700);
+        let j = |pid: u32, st: u64| {
+            format!(
+                r#"{{"pid":{},"kind":"hermes-gateway","start_time":{}}}"#,
+                pid, st
+            )
+        };
+        assert!(pidfile_is_stale(&j(51, 700), 9, live), "dead pid");
+        assert!(
+            pidfile_is_stale(&j(50, 699), 9, live),
+            "pid recycled by another process"
+        );
+        assert!(
+            pidfile_is_stale(&j(9, 700), 9, live),
+            "names this very process (before exec)"
+        );
+        assert!(
+            !pidfile_is_stale(&j(50, 700), 9, live),
+            "a live other gateway: --replace's job"
+        );
+        assert!(!pidfile_is_stale("50\n", 9, live), "bare pid, alive");
+        assert!(pidfile_is_stale("51", 9, live));
+        assert!(pidfile_is_stale("garbage", 9, live));
+        assert!(pidfile_is_stale(r#"{"pid":0}"#, 9, live));
     }
 
     #[test]

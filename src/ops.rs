@@ -245,10 +245,6 @@ fn ensure_slot(cfg: &Config, p: &str) -> Result<()> {
     Ok(())
 }
 
-fn wants_ready(dir: &Path) -> bool {
-    dir.join("notification-fd").exists()
-}
-
 /// Up for `--wait`: s6 says up (and ready, when the slot asks for
 /// readiness), with a pid other than the old one, and `hermes-s6 run` has
 /// recorded that pid — so a `stop` right after `start --wait` finds the
@@ -256,7 +252,7 @@ fn wants_ready(dir: &Path) -> bool {
 fn is_up(st: &Status, dir: &Path, not_pid: u64, home: &Path) -> bool {
     st.up
         && st.pid != not_pid
-        && (!wants_ready(dir) || st.ready)
+        && (st.ready || !slot::notifies_readiness(dir))
         && state::load(home)
             .ok()
             .flatten()

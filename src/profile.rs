@@ -48,13 +48,42 @@ const BUILD_SHEBANGDIR: &str = match option_env!("HERMES_S6_SHEBANGDIR") {
     None => "/command",
 };
 
+/// Upstream's API server port, for every profile that sets none (SPEC §7).
+pub const UPSTREAM_API_PORT: u16 = 8642;
+
+/// The value of `key` in a dotenv file's text, as the gateway's loader reads
+/// it: `KEY=value` or `export KEY=value`, optional quotes, the last line wins.
+pub fn dotenv_value(text: &str, key: &str) -> Option<String> {
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if k.trim() != key {
+            continue;
+        }
+        let v = v.trim();
+        let v = match v.chars().next() {
+            Some(q @ ('"' | '\'')) => v[1..].split(q).next().unwrap_or(""),
+            _ => v.split(" #").next().unwrap_or("").trim(),
+        };
+        found = Some(v.to_string());
+    }
+    found
+}
+
 /// The environment hermes-s6 runs in (SPEC §1), read once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub hermes_home: PathBuf,
     pub scandir: PathBuf,
     pub user: String,
-    pub gateway_cmd: String,
+    /// `HERMES_GATEWAY_CMD`; None = upstream's own command lines (SPEC §7).
+    pub gateway_cmd: Option<String>,
+    /// `HERMES_GATEWAY_READY` (`state` or `up`); None = by the command.
+    pub ready: Option<String>,
     pub shebangdir: PathBuf,
 }
 
@@ -88,8 +117,8 @@ impl Config {
             hermes_home: path("HERMES_HOME", "/opt/data"),
             scandir: path(scandir, "/run/hermes/service"),
             user: text("HERMES_S6_USER").unwrap_or_else(|| "hermes".into()),
-            gateway_cmd: text("HERMES_GATEWAY_CMD")
-                .unwrap_or_else(|| "hermes -p {profile} gateway run --replace".into()),
+            gateway_cmd: text("HERMES_GATEWAY_CMD"),
+            ready: text("HERMES_GATEWAY_READY"),
             shebangdir: path("HERMES_S6_SHEBANGDIR", BUILD_SHEBANGDIR),
         }
     }
@@ -126,12 +155,59 @@ impl Config {
         self.scandir.join(format!("gateway-{}", p))
     }
 
-    /// `HERMES_GATEWAY_CMD` split on ASCII whitespace, `{profile}` replaced by `p` in every word.
+    /// `HERMES_GATEWAY_CMD` split on ASCII whitespace, `{profile}` replaced by `p` in every
+    /// word. Unset: upstream's own command lines — `default` without `-p`, since the
+    /// gateway's liveness check rejects ` -p ` for the root profile (SPEC §7).
     pub fn gateway_argv(&self, p: &str) -> Vec<String> {
-        self.gateway_cmd
-            .split_ascii_whitespace()
+        let cmd = match &self.gateway_cmd {
+            Some(c) => c.as_str(),
+            None if p == DEFAULT => "hermes gateway run --replace",
+            None => "hermes -p {profile} gateway run --replace",
+        };
+        cmd.split_ascii_whitespace()
             .map(|w| w.replace("{profile}", p))
             .collect()
+    }
+
+    /// `HERMES_GATEWAY_READY=state|up` when set; else `State` for upstream's `hermes`
+    /// command (the default, or any command whose program is named `hermes`) and `Up`
+    /// for any other daemon, which cannot be expected to write the state file.
+    pub fn readiness(&self, argv: &[String]) -> crate::ready::Readiness {
+        use crate::ready::Readiness;
+        match self.ready.as_deref() {
+            Some("state") => return Readiness::State,
+            Some("up") => return Readiness::Up,
+            _ => {}
+        }
+        let prog = argv.first().map(|w| w.rsplit('/').next().unwrap_or(w));
+        if prog == Some("hermes") {
+            Readiness::State
+        } else {
+            Readiness::Up
+        }
+    }
+
+    /// The port P's API server really binds (SPEC §7): its `.env`'s
+    /// `API_SERVER_PORT`, which the gateway loads over the process
+    /// environment; else what `run` gives it — P's own port for a named
+    /// profile, the container's `API_SERVER_PORT` or upstream's 8642 for
+    /// `default`. The `.env` is read without following links, 64 KiB at most.
+    pub fn api_port(&self, p: &str) -> u16 {
+        let from_file = crate::fsutil::read_file(&self.home(p).join(".env"), 64 * 1024)
+            .ok()
+            .flatten()
+            .and_then(|b| dotenv_value(&String::from_utf8_lossy(&b), "API_SERVER_PORT"))
+            .and_then(|v| v.parse().ok());
+        from_file.unwrap_or_else(|| {
+            if p == DEFAULT {
+                std::env::var("API_SERVER_PORT")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(UPSTREAM_API_PORT)
+            } else {
+                port(p)
+            }
+        })
     }
 
     /// Where an s6/execline tool lives: `$shebangdir/name` if present, else the first match
@@ -282,7 +358,8 @@ mod tests {
             hermes_home: home.to_path_buf(),
             scandir: "/run/hermes/service".into(),
             user: "hermes".into(),
-            gateway_cmd: "hermes -p {profile} gateway run --replace".into(),
+            gateway_cmd: None,
+            ready: None,
             shebangdir: "/command".into(),
         }
     }
@@ -330,7 +407,7 @@ mod tests {
         assert_eq!(c.hermes_home, Path::new("/opt/data"));
         assert_eq!(c.scandir, Path::new("/run/hermes/service"));
         assert_eq!(c.user, "hermes");
-        assert_eq!(c.gateway_cmd, "hermes -p {profile} gateway run --replace");
+        assert_eq!(c.gateway_cmd, None);
         assert_eq!(c.shebangdir, Path::new(BUILD_SHEBANGDIR));
         let alias = Config::from_lookup(|k| {
             (k == "S6_PROFILE_GATEWAY_SCANDIR").then(|| "/run/service".to_string())
@@ -348,6 +425,36 @@ mod tests {
         assert_eq!(both.shebangdir, Path::new("/usr/bin"));
         assert_eq!(both.hermes_home, Path::new("/h"));
         assert_eq!(both.user, "10000:10000");
+    }
+
+    #[test]
+    fn dotenv_value_reads_like_the_gateway() {
+        let t = "# c\nAPI_SERVER_PORT=1\nexport API_SERVER_PORT = \"2\"\nX=3\n";
+        assert_eq!(dotenv_value(t, "API_SERVER_PORT").as_deref(), Some("2"));
+        assert_eq!(
+            dotenv_value("API_SERVER_PORT='7' # x", "API_SERVER_PORT").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            dotenv_value("API_SERVER_PORT=8 # x", "API_SERVER_PORT").as_deref(),
+            Some("8")
+        );
+        assert_eq!(
+            dotenv_value("API_SERVER_PORTX=1\n", "API_SERVER_PORT"),
+            None
+        );
+    }
+
+    #[test]
+    fn api_port_of_a_named_profile_is_its_own_unless_its_env_says() {
+        let t = TempDir::new();
+        let c = cfg(&t.0);
+        assert_eq!(c.api_port("coder"), 9570);
+        fs::create_dir_all(t.0.join("profiles/coder")).unwrap();
+        fs::write(t.0.join("profiles/coder/.env"), "API_SERVER_PORT=8700\n").unwrap();
+        assert_eq!(c.api_port("coder"), 8700);
+        fs::write(t.0.join(".env"), "API_SERVER_PORT=8701\n").unwrap();
+        assert_eq!(c.api_port("default"), 8701);
     }
 
     #[test]
@@ -373,12 +480,42 @@ mod tests {
     #[test]
     fn gateway_argv_replaces_profile_in_every_word() {
         let mut c = cfg(Path::new("/opt/data"));
+        c.gateway_cmd = Some("  run\t--name={profile}-{profile}  x{profile}y \n".into());
+        assert_eq!(c.gateway_argv("a"), ["run", "--name=a-a", "xay"]);
+        assert_eq!(
+            c.gateway_argv("default"),
+            ["run", "--name=default-default", "xdefaulty"]
+        );
+    }
+
+    #[test]
+    fn default_command_runs_the_root_profile_without_p_as_upstream() {
+        let c = cfg(Path::new("/opt/data"));
         assert_eq!(
             c.gateway_argv("coder"),
             ["hermes", "-p", "coder", "gateway", "run", "--replace"]
         );
-        c.gateway_cmd = "  run\t--name={profile}-{profile}  x{profile}y \n".into();
-        assert_eq!(c.gateway_argv("a"), ["run", "--name=a-a", "xay"]);
+        assert_eq!(
+            c.gateway_argv("default"),
+            ["hermes", "gateway", "run", "--replace"]
+        );
+    }
+
+    #[test]
+    fn readiness_follows_the_state_file_for_hermes_and_up_for_other_daemons() {
+        use crate::ready::Readiness;
+        let mut c = cfg(Path::new("/opt/data"));
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(c.readiness(&c.gateway_argv("x")), Readiness::State);
+        assert_eq!(
+            c.readiness(&argv("/opt/hermes/.venv/bin/hermes gateway run")),
+            Readiness::State
+        );
+        assert_eq!(c.readiness(&argv("/usr/local/lib/gw x")), Readiness::Up);
+        c.ready = Some("state".into());
+        assert_eq!(c.readiness(&argv("/usr/local/lib/gw x")), Readiness::State);
+        c.ready = Some("up".into());
+        assert_eq!(c.readiness(&c.gateway_argv("x")), Readiness::Up);
     }
 
     #[test]

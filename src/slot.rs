@@ -9,6 +9,7 @@
 use crate::control;
 use crate::error::{refused, sys, warn, Error, Result};
 use crate::profile::{self, Config};
+use crate::ready::{self, Readiness};
 use crate::svstat;
 use std::ffi::CString;
 use std::fs;
@@ -102,20 +103,29 @@ pub fn set_autostart(dir: &Path, autostart: bool) -> Result<()> {
     }
 }
 
+/// Does this slot's gateway notify readiness (`notification-fd`)? s6 sets
+/// its ready flag only then; for the others, up is ready.
+pub fn notifies_readiness(dir: &Path) -> bool {
+    dir.join("notification-fd").exists()
+}
+
 /// Everything a slot is made of, for one profile.
 pub struct Spec<'a> {
     pub profile: &'a str,
     /// No `down` file: s6-supervise starts it as soon as it sees it.
     pub autostart: bool,
     pub gateway_argv: Vec<String>,
+    pub readiness: Readiness,
 }
 
 impl<'a> Spec<'a> {
     pub fn new(cfg: &Config, p: &'a str, autostart: bool) -> Self {
+        let gateway_argv = cfg.gateway_argv(p);
         Spec {
             profile: p,
             autostart,
-            gateway_argv: cfg.gateway_argv(p),
+            readiness: cfg.readiness(&gateway_argv),
+            gateway_argv,
         }
     }
 }
@@ -371,8 +381,8 @@ impl<'a> Builder<'a> {
                 String::new()
             },
             timeout_kill: format!("{}\n", tk),
-            // Readiness is opt-in: only a gateway that writes a newline to
-            // this fd may declare one, else `--wait` would wait forever.
+            // A gateway that writes a newline to this fd itself (opt-in);
+            // else the readiness watcher of `run` uses ready::NOTIFY_FD.
             notification_fd: std::env::var("HERMES_GATEWAY_NOTIFICATION_FD")
                 .ok()
                 .and_then(|v| v.trim().parse::<u32>().ok())
@@ -410,14 +420,24 @@ impl<'a> Builder<'a> {
         if !spec.autostart {
             dir.file("down", b"", 0o644)?;
         }
-        if let Some(fd) = &self.notification_fd {
-            dir.file("notification-fd", fd.as_bytes(), 0o644)?;
-        }
+        let readiness = match (&self.notification_fd, spec.readiness) {
+            (Some(fd), _) => {
+                dir.file("notification-fd", fd.as_bytes(), 0o644)?;
+                Readiness::Fd
+            }
+            (None, Readiness::State) => {
+                let fd = format!("{}\n", ready::NOTIFY_FD);
+                dir.file("notification-fd", fd.as_bytes(), 0o644)?;
+                Readiness::State
+            }
+            (None, r) => r,
+        };
         // Parameters under data/ (one of the two subdirectories s6 promises
         // not to touch): `env` for the scripts' `envfile`; later the
-        // crash-loop tally and finish's copy of the marker.
+        // crash-loop tally, the readiness record and finish's copy of the marker.
+        let env = format!("{}{}={}\n", self.env, ready::ENV, readiness.as_str());
         dir.subdir("data", 0o755)?
-            .file("env", self.env.as_bytes(), 0o644)?;
+            .file("env", env.as_bytes(), 0o644)?;
         let log = dir.subdir("log", 0o755)?;
         log.file("run", self.render(LOG_RUN, p, &[]).as_bytes(), 0o755)?;
         if self.seed {

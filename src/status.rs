@@ -21,6 +21,9 @@ pub struct Row {
     /// `up`, `down`, `finishing`, `unsupervised` (slot without a supervisor),
     /// `unknown` (status unreadable) or `none` (no slot).
     pub s6: String,
+    /// `ready`, `starting` (up, not ready yet), `restarting` (down, s6 wants
+    /// it up: between two runs), `down`; `-` without a supervisor.
+    pub health: String,
     pub up: bool,
     #[nserde(serialize_none_as_null)]
     pub pid: Option<u64>,
@@ -63,12 +66,15 @@ pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
         profile: p.to_string(),
         registered: slot::is_registered(cfg, p),
         s6: "none".into(),
-        port: profile::port(p),
+        health: "-".into(),
+        port: cfg.api_port(p),
         ..Row::default()
     };
     if r.registered {
-        match svstat::read(&cfg.slot_dir(p)) {
+        let dir = cfg.slot_dir(p);
+        match svstat::read(&dir) {
             Ok(Some(st)) => {
+                let ready = st.ready || (st.up && !slot::notifies_readiness(&dir));
                 r.up = st.up;
                 r.s6 = if st.up {
                     "up"
@@ -78,10 +84,17 @@ pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
                     "down"
                 }
                 .into();
+                r.health = match (st.up, ready, st.want_up) {
+                    (true, true, _) => "ready",
+                    (true, false, _) => "starting",
+                    (false, _, true) => "restarting",
+                    (false, _, false) => "down",
+                }
+                .into();
                 r.pid = (st.up && st.pid > 0).then_some(st.pid);
                 r.seconds = st.seconds_in_state(now);
                 r.want_up = Some(st.want_up);
-                r.ready = Some(st.ready);
+                r.ready = Some(ready);
                 r.last_exit = last_exit(&st);
             }
             Ok(None) => r.s6 = "unsupervised".into(),
@@ -112,10 +125,11 @@ impl Row {
     /// One `key=value` line: easy to read, easy to grep.
     pub fn line(&self) -> String {
         format!(
-            "profile={} slot={} s6={} pid={} seconds={} desired_state={} gateway_state={} last_exit={} exit_reason={} port={}",
+            "profile={} slot={} s6={} health={} pid={} seconds={} desired_state={} gateway_state={} last_exit={} exit_reason={} port={}",
             self.profile,
             if self.registered { "registered" } else { "none" },
             self.s6,
+            self.health,
             opt(&self.pid),
             opt(&self.seconds),
             opt(&self.desired_state),

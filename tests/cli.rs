@@ -203,7 +203,8 @@ fn status_says_manager_none_and_one_line_per_profile() {
         "{}",
         lines[1]
     );
-    assert!(lines[1].ends_with(" port=9449"), "{}", lines[1]);
+    // the port its API server really binds: upstream's 8642 for default (SPEC §7)
+    assert!(lines[1].ends_with(" port=8642"), "{}", lines[1]);
     assert!(
         lines[2].starts_with("profile=coder slot=registered s6=unsupervised "),
         "{}",
@@ -253,6 +254,7 @@ fn status_json_parses_and_has_the_stable_keys() {
         "profile",
         "registered",
         "s6",
+        "health",
         "up",
         "pid",
         "seconds",

@@ -539,7 +539,11 @@ fn weird_config(s: &str) -> Config {
         hermes_home: PathBuf::from(format!("/h/{}", s)),
         scandir: PathBuf::from("/run/hermes/service"),
         user: s.to_string(),
-        gateway_cmd: format!("hermes -p {{profile}} {} {{profile}}{{profile}} --x", s),
+        gateway_cmd: Some(format!(
+            "hermes -p {{profile}} {} {{profile}}{{profile}} --x",
+            s
+        )),
+        ready: None,
         shebangdir: PathBuf::from("/command"),
     }
 }

@@ -44,7 +44,7 @@ fn register_start_stop_restart_follow_s6() {
     // status agrees, in both forms.
     let line = f.status_line("coder");
     assert!(
-        line.contains(&format!(" s6=up pid={} ", pid))
+        line.contains(&format!(" s6=up health=ready pid={} ", pid))
             && line.contains(" desired_state=running gateway_state=running "),
         "{}",
         line
@@ -525,10 +525,10 @@ fn stop_with_an_unwritable_marker_still_stops() {
         f.state_str("coder", "desired_state").as_deref(),
         Some("stopped")
     );
-    // No marker reached finish: an unexplained SIGTERM, but s6 keeps it down.
+    // No marker reached finish: a SIGTERM after s6 was asked down, a shutdown.
     assert_eq!(
         f.state_str("coder", "exit_reason").as_deref(),
-        Some("signal")
+        Some("shutdown")
     );
     assert!(f.marker("coder").is_dir());
     fs::remove_dir(f.marker("coder")).unwrap();

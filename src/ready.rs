@@ -1,0 +1,266 @@
+//! Readiness (SPEC §7). The hermes gateway tells nobody but systemd that it is
+//! ready; what it does write is `gateway_state=running` with its own pid into
+//! its state file, 1.5–5 s after it starts. So `run`, just before it execs the
+//! gateway, leaves a watcher behind that turns that write into s6's readiness
+//! notification (`notification-fd`: s6-supervise sets the ready flag, so
+//! `s6-svwait -U`, `status` and `--wait` all agree) and into `data/ready`, the
+//! record `finish` reads to tell a startup failure from the death of a gateway
+//! that had been working (the crash-loop rule).
+//!
+//! The watcher sleeps in poll(2) on inotify (the state file is replaced by a
+//! rename, which the home directory sees as IN_MOVED_TO) with a 1 s tick to
+//! notice the gateway's death; it ends when the gateway is ready or dead.
+
+use crate::fsutil;
+use crate::procfs;
+use crate::state::{self, State};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// How `--wait`, s6's ready flag and the crash-loop rule learn that a gateway
+/// is ready. Chosen when the slot is built (`Config::readiness`) and recorded
+/// in its `data/env` as `HERMES_S6_READY`, which `run` and `finish` read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// The gateway writes `gateway_state=running` with its own pid into its
+    /// state file (the hermes gateway): `run` leaves a watcher for it.
+    State,
+    /// Up is ready (a daemon that never reports anything).
+    Up,
+    /// The gateway writes to `HERMES_GATEWAY_NOTIFICATION_FD` itself.
+    Fd,
+}
+
+pub const ENV: &str = "HERMES_S6_READY";
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::State => "state",
+            Readiness::Up => "up",
+            Readiness::Fd => "fd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Readiness> {
+        [Readiness::State, Readiness::Up, Readiness::Fd]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// What the slot's `data/env` says, None outside a slot.
+    pub fn from_env() -> Option<Readiness> {
+        std::env::var(ENV).ok().and_then(|v| Readiness::parse(&v))
+    }
+}
+
+/// The fd s6-supervise hands `run` for the notification (`notification-fd`).
+pub const NOTIFY_FD: i32 = 3;
+/// `data/ready` in the slot: `PID START_TIME` of the run that became ready.
+pub const FILE: &str = "ready";
+
+/// Is this state the gateway's own claim to be running, for this very process?
+/// `run` itself records the pid with `gateway_state=starting`, so only the
+/// gateway's write can satisfy it.
+pub fn claims_ready(st: &State, pid: u32, start: Option<u64>) -> bool {
+    st.gateway_state() == Some("running")
+        && st.pid() == Some(pid)
+        && match (start, st.start_time()) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+}
+
+fn path(slot: &Path) -> PathBuf {
+    slot.join("data").join(FILE)
+}
+
+fn line(pid: u32, start: Option<u64>) -> String {
+    format!("{} {}\n", pid, start.unwrap_or(0))
+}
+
+/// Did the run of (pid, start) become ready? Reads and always deletes
+/// `data/ready`, like the marker: a record never outlives the death it was for.
+pub fn consume(slot: &Path, pid: Option<u32>, start: Option<u64>) -> bool {
+    let p = path(slot);
+    let rec = fsutil::read_file(&p, 64).ok().flatten();
+    if rec.is_some() {
+        let _ = fsutil::remove_file(&p);
+    }
+    match (rec, pid) {
+        (Some(b), Some(pid)) => b == line(pid, start).as_bytes(),
+        _ => false,
+    }
+}
+
+/// The gateway (pid, start) is still the same living process.
+fn alive(pid: u32, start: Option<u64>) -> bool {
+    match procfs::start_time(pid) {
+        Ok(t) => start.is_none_or(|s| s == t),
+        Err(_) => false,
+    }
+}
+
+fn ready_now(home: &Path, pid: u32, start: Option<u64>) -> bool {
+    match fsutil::read_file(&home.join(state::FILE), state::MAX_LEN) {
+        Ok(Some(b)) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|t| State::parse(t).ok())
+            .is_some_and(|st| claims_ready(&st, pid, start)),
+        _ => false,
+    }
+}
+
+/// Leave a watcher for the calling process (about to exec the gateway) and
+/// give up `fd` here, so the gateway does not hold the notification pipe.
+/// Double fork: the watcher is nobody's child but init's, so the gateway
+/// never sees a SIGCHLD or a zombie it did not make.
+pub fn spawn_watcher(home: &Path, slot: &Path, fd: i32) {
+    let pid = std::process::id();
+    let start = procfs::start_time(pid).ok();
+    // SAFETY: single-threaded here (run has not exec'd yet); the children only
+    // call async-signal-safe functions before their own code, and _exit.
+    unsafe {
+        match libc::fork() {
+            -1 => {
+                crate::error::warn(format_args!(
+                    "no readiness watcher (fork failed): s6 will not see the gateway ready"
+                ));
+            }
+            0 => {
+                if libc::fork() == 0 {
+                    libc::setsid();
+                    watch(home, slot, fd, pid, start);
+                }
+                libc::_exit(0);
+            }
+            child => {
+                let mut st = 0;
+                libc::waitpid(child, &mut st, 0);
+            }
+        }
+        libc::close(fd);
+    }
+}
+
+/// The watcher's life: returns only to `_exit`.
+fn watch(home: &Path, slot: &Path, fd: i32, pid: u32, start: Option<u64>) {
+    // SAFETY: plain fd syscalls on fds this process owns.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            libc::close(null);
+        }
+        libc::chdir(c"/".as_ptr());
+    }
+    let ino = Inotify::new(home);
+    loop {
+        if ready_now(home, pid, start) {
+            // data/ready first: once s6 says ready, finish must know it.
+            if let Err(e) = fsutil::write_atomic(&path(slot), line(pid, start).as_bytes(), 0o644) {
+                crate::error::warn(e);
+            }
+            // SAFETY: writing one byte to the notification pipe.
+            unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
+            return;
+        }
+        if !alive(pid, start) {
+            return;
+        }
+        ino.wait(if ino.ok() { 1000 } else { 200 });
+    }
+}
+
+/// inotify on the home directory, for the rename that publishes the state file.
+struct Inotify(i32);
+
+impl Inotify {
+    fn new(dir: &Path) -> Inotify {
+        // SAFETY: inotify_init1/add_watch take a flag word and a C string.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
+            let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+                return Inotify(-1);
+            };
+            if fd >= 0
+                && libc::inotify_add_watch(
+                    fd,
+                    c.as_ptr(),
+                    libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_ONLYDIR,
+                ) < 0
+            {
+                libc::close(fd);
+                return Inotify(-1);
+            }
+            Inotify(fd)
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.0 >= 0
+    }
+
+    /// Sleep until an event or `ms`, then drain the queue (the caller re-reads).
+    fn wait(&self, ms: i32) {
+        if !self.ok() {
+            std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+            return;
+        }
+        let mut p = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut buf = [0u8; 4096];
+        // SAFETY: one pollfd; read into a local buffer of its own size.
+        unsafe {
+            libc::poll(&mut p, 1, ms);
+            while libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(t: &str) -> State {
+        State::parse(t).unwrap()
+    }
+
+    #[test]
+    fn only_the_gateways_own_running_with_its_pid_is_ready() {
+        let s = st(r#"{"gateway_state":"running","pid":41,"start_time":7}"#);
+        assert!(claims_ready(&s, 41, Some(7)));
+        assert!(claims_ready(&s, 41, None));
+        assert!(!claims_ready(&s, 42, Some(7)), "another pid");
+        assert!(!claims_ready(&s, 41, Some(8)), "a recycled pid");
+        let s = st(r#"{"gateway_state":"starting","pid":41}"#);
+        assert!(!claims_ready(&s, 41, None), "what run itself records");
+        let s = st(r#"{"gateway_state":"running"}"#);
+        assert!(!claims_ready(&s, 41, None), "no pid");
+    }
+
+    #[test]
+    fn ready_record_is_consumed_and_matches_only_its_run() {
+        let t = std::env::temp_dir().join(format!("hs6-ready-{}", std::process::id()));
+        std::fs::create_dir_all(t.join("data")).unwrap();
+        std::fs::write(path(&t), line(41, Some(7))).unwrap();
+        assert!(consume(&t, Some(41), Some(7)));
+        assert!(!path(&t).exists(), "always deleted");
+        std::fs::write(path(&t), line(41, Some(7))).unwrap();
+        assert!(
+            !consume(&t, Some(41), Some(9)),
+            "another run of a recycled pid"
+        );
+        assert!(!path(&t).exists());
+        assert!(
+            !consume(&t, Some(41), Some(7)),
+            "no record: never became ready"
+        );
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}
