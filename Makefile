@@ -26,9 +26,14 @@ BUILD_ENV  := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-
 BUILD_ARGS := -Zbuild-std=std,panic_abort
 endif
 BIN     := target/$(TARGET)/release/hermes-s6
+# The real gateway for the tests, demo and bench: hermes-agent from PyPI in a
+# venv outside the repository, readable by the container's hermes (uid 10000).
+HERMES_AGENT_VERSION ?= 0.19.0
+HERMES_VENV ?= /opt/hermes-agent-$(HERMES_AGENT_VERSION)
+export HERMES_AGENT_VERSION HERMES_VENV
 CARGO   ?= cargo
 
-.PHONY: all deps build $(BIN) test test-unit test-e2e demo install bench stress clean help
+.PHONY: all deps venv build $(BIN) test test-unit test-e2e demo install bench stress clean help
 
 all: build
 
@@ -43,24 +48,30 @@ help:
 deps:
 	@sh tools/deps.sh
 
+# hermes-agent $(HERMES_AGENT_VERSION) into $(HERMES_VENV) (cached; tools/venv.sh).
+venv:
+	@sh tools/venv.sh
+
 # cargo decides what is stale; make always asks it.
 build: deps
 	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) $(BUILD_ENV) $(CARGO) build --release --locked --target $(TARGET) $(BUILD_ARGS)
 
-test: build
+test: build venv
 	$(CARGO) test --locked -- --test-threads=4
 	bash tests/e2e/run-all.sh
 
 test-unit: deps
 	$(CARGO) test --locked --lib
 
-test-e2e: build
+test-e2e: build venv
 	bash tests/e2e/run-all.sh
 
+# The real gateway when the venv can be had; the demo says when it cannot.
 demo: build
+	-@sh tools/venv.sh
 	bash tests/demo.sh
 
-bench: build
+bench: build venv
 	bash bench/run.sh
 
 stress: build

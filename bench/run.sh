@@ -12,6 +12,8 @@
 #   5. test-container boot until all N autostart gateways are up (tests/ct)
 #   6. strace: syscall counts of `finish` and `pid`; `pid`/`status`/`stop`
 #      spawn no process
+#   7. the real gateway (hermes-agent, tools/venv.sh): start → up → ready,
+#      kill -9 → ready again
 #
 # Public tools only: hyperfine, GNU time, strace, s6, python3 (one baseline).
 # Runs as root (a tmpfs is mounted under /tmp; the test container needs it).
@@ -564,6 +566,90 @@ if ! skipped 5; then
   fi
 fi
 
+# ---------------------------------------------------------------- 7
+# The real gateway (hermes-agent, tools/venv.sh): how long from `start` to s6's
+# "up" (what `--wait` used to mean) and to ready (its own
+# gateway_state=running, what `--wait` means now), and from a kill -9 to ready
+# again. One profile, its respawn-storm breaker off (config.yaml), so every
+# start is measured and none is a deliberate back-off.
+if ! skipped 7; then
+  VENV=${HERMES_VENV:-/opt/hermes-agent-0.19.0}
+  {
+    echo "### 7. The real gateway: start → up → ready, kill -9 → ready"
+    echo
+  } > "$(sec 7)"
+  if ! "$VENV/bin/hermes" --version > /dev/null 2>&1; then
+    say "7: SKIPPED: no hermes-agent venv at $VENV (tools/venv.sh)"
+    echo "Skipped: no hermes-agent venv at \`$VENV\` (\`make venv\`)." >> "$(sec 7)"
+  else
+    say "7: real gateway ($VENV): start → ready, 10 times; kill -9 → ready, 10 times"
+    STAGE=$W/stage7
+    make -C "$ROOT" --no-print-directory install DESTDIR="$STAGE" PREFIX=/usr/local SHEBANGDIR=/command \
+      SERVICE_STYLE=services.d > "$RAW/install7.log" 2>&1 || die "make install failed"
+    export CT_DIR=$W/ct-real IMAGE_SRC=$STAGE CT_ENV_FILE=$W/ct7.env S6_KILL_GRACETIME=200
+    export CT_PATH="$VENV/bin:/command:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    : > "$CT_ENV_FILE"
+    h=$CT_DIR/home/profiles/coder
+    mkdir -p "$h"
+    : > "$h/SOUL.md"
+    echo '{"desired_state":"stopped"}' > "$h/gateway_state.json"
+    printf 'gateway:\n  respawn_storm:\n    max_starts: 0\n' > "$h/config.yaml"
+    chown -R 10000:10000 "$CT_DIR/home"
+    CT_BOOTED=$CT_DIR
+    "$CT/boot.sh" >> "$RAW/ct.log" 2>&1 || die "container boot failed ($CT_DIR)"
+    x() { "$CT/exec-as-hermes.sh" "$@"; }
+    health() { x hermes-s6 status coder 2> /dev/null | sed -n 's/.* health=\([^ ]*\) pid=\([^ ]*\) .*/\1 \2/p'; }
+    ups=() readys=() waits=() kills=()
+    x hermes-s6 start coder --wait --timeout 60000 > /dev/null 2>&1 || say "warning: first start failed"
+    x hermes-s6 stop coder --wait > /dev/null 2>&1
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+      t0=$(now_ms)
+      x hermes-s6 start coder > /dev/null 2>&1
+      tu=""
+      while [ $(($(now_ms) - t0)) -lt 60000 ]; do
+        read -r hs _ <<< "$(health)"
+        if [ -z "$tu" ] && [ "$hs" != down ] && [ "$hs" != restarting ]; then tu=$(($(now_ms) - t0)); fi
+        if [ "$hs" = ready ]; then readys+=($(($(now_ms) - t0))); break; fi
+        sleep 0.02
+      done
+      ups+=("${tu:-60000}")
+      x hermes-s6 stop coder --wait > /dev/null 2>&1
+      t0=$(now_ms)
+      x hermes-s6 start coder --wait --timeout 60000 > /dev/null 2>&1 && waits+=($(($(now_ms) - t0)))
+      read -r _ pid <<< "$(health)"
+      t0=$(now_ms)
+      "$CT/exec.sh" kill -9 "$pid"
+      while [ $(($(now_ms) - t0)) -lt 60000 ]; do
+        read -r hs p2 <<< "$(health)"
+        if [ "$hs" = ready ] && [ "$p2" != "$pid" ]; then kills+=($(($(now_ms) - t0))); break; fi
+        sleep 0.02
+      done
+      x hermes-s6 stop coder --wait > /dev/null 2>&1
+    done
+    "$CT/rm.sh" >> "$RAW/ct.log" 2>&1 || say "warning: rm.sh failed for $CT_DIR"
+    CT_BOOTED=""
+    unset CT_DIR IMAGE_SRC CT_ENV_FILE CT_PATH
+    # mmm NAME VALUES...: "min / median / max" of a list of ms, and how many
+    mmm() {
+      local n=$#
+      if [ "$n" = 0 ]; then echo "none"; return; fi
+      printf '%s\n' "$@" | sort -n | awk -v n="$n" '{ a[NR] = $1 } END { printf "%d / %d / %d ms (%d runs)", a[1], a[int((n + 1) / 2)], a[n], n }'
+    }
+    {
+      echo "hermes-agent $("$VENV/bin/hermes" --version | head -1 | cut -d' ' -f3) in the test container, one named profile,"
+      echo "no messaging platform (it idles as it does without credentials); \`status\` polled every ~20 ms from the"
+      echo "host (one poll is a \`docker exec\`, ~5–10 ms). min / median / max:"
+      echo
+      echo "| from | to | time |"
+      echo "|---|---|---:|"
+      echo "| \`start coder\` | s6 says up (\`run\` recorded the pid: the old \`--wait\`) | $(mmm "${ups[@]}") |"
+      echo "| \`start coder\` | ready: the gateway wrote \`gateway_state=running\` with its pid | $(mmm "${readys[@]}") |"
+      echo "| \`start coder --wait\` called | it returned (ready) | $(mmm "${waits[@]}") |"
+      echo "| \`kill -9\` of the ready gateway | ready again, new pid (s6's 1 s respawn floor included) | $(mmm "${kills[@]}") |"
+    } >> "$(sec 7)"
+  fi
+fi
+
 # ================================================================ results
 T_TOTAL=$(($(now_ms) - T_START))
 left=$(leftovers)
@@ -581,7 +667,7 @@ left=$(leftovers)
   echo "| workspace | \`/tmp/hermes-bench.*\`, tmpfs: $TMPFS |"
   echo "| tools | $(rustc -V | cut -d' ' -f1-2), $(hyperfine --version), $(strace -V | head -1 | sed 's/ -- version//'), GNU time $(dpkg-query -W -f '${Version}' time 2> /dev/null || echo '?'), s6 $(dpkg-query -W -f '${Version}' s6 2> /dev/null || echo '?'), execline $(dpkg-query -W -f '${Version}' execline 2> /dev/null || echo '?'), $("$PY" --version 2>&1) |"
   echo
-  for s in 1a 1b 2 3 4 5 6; do
+  for s in 1a 1b 2 3 4 5 6 7; do
     if [ -s "$(sec $s)" ]; then cat "$(sec $s)"; echo; fi
   done
 } > "$OUT/results.md"

@@ -38,10 +38,13 @@ pub enum Cause {
     /// Killed by a signal with no marker: OOM kill, `kill`.
     Signal,
     /// Died, no marker, after the supervisor was told to bring it down (container
-    /// stop, a raw `s6-svc -d`): the hermes gateway exits 1 on such a SIGTERM.
+    /// stop, a raw `s6-svc -d`): not the gateway's decision, so not a crash
+    /// and not a deliberate exit either.
     Shutdown,
     /// Exit code other than 0, 75, 78, no marker.
     Crash,
+    /// A crash of a gateway that reports readiness, before it did.
+    StartupFailure,
     /// Exit 75: the gateway asked to be restarted.
     GatewayRestart,
     /// Exit 78: fatal configuration.
@@ -69,7 +72,11 @@ impl Cause {
     pub fn respawns(self) -> bool {
         matches!(
             self,
-            Cause::Signal | Cause::Crash | Cause::GatewayRestart | Cause::CleanExitRespawn
+            Cause::Signal
+                | Cause::Crash
+                | Cause::StartupFailure
+                | Cause::GatewayRestart
+                | Cause::CleanExitRespawn
         )
     }
 
@@ -80,6 +87,8 @@ impl Cause {
             Cause::Signal => ("running", "signal", 0),
             Cause::Shutdown => ("running", "shutdown", 0),
             Cause::Crash => ("running", "crash", 0),
+            // Still trying: never called running before it said so itself.
+            Cause::StartupFailure => ("starting", "startup_failure", 0),
             Cause::GatewayRestart => ("stopped", "restart_requested", 0),
             Cause::FatalConfig => ("startup_failed", "fatal_config", NO_RESTART),
             Cause::CleanExit => ("stopped", "clean_exit", NO_RESTART),
@@ -104,6 +113,8 @@ pub struct Death<'a> {
     pub clean_exit_restarts: bool,
     /// s6 wanted the service down when it died (`supervise/status`).
     pub wanted_down: bool,
+    /// A gateway that reports readiness died before it did.
+    pub never_ready: bool,
     /// The crash-loop tally reached the limit.
     pub looping: bool,
 }
@@ -114,13 +125,16 @@ pub fn classify(code: i32, d: Death) -> Verdict {
     let cause = match d.marker_action {
         Some(Some("restart")) => Cause::OperatorRestart,
         Some(_) => Cause::OperatorStop,
-        None if d.wanted_down && code != 0 => Cause::Shutdown,
+        // Whatever it exits with: it was told to go (the hermes gateway exits
+        // 1, or 0 when the signal lands during its startup).
+        None if d.wanted_down => Cause::Shutdown,
         None => match code {
             256 => Cause::Signal,
             EXIT_CONFIG => Cause::FatalConfig,
             EXIT_RESTART => Cause::GatewayRestart,
             0 if d.clean_exit_restarts => Cause::CleanExitRespawn,
             0 => Cause::CleanExit,
+            _ if d.never_ready => Cause::StartupFailure,
             _ => Cause::Crash,
         },
     };
@@ -452,17 +466,19 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
             .ok()
             .flatten()
             .is_some_and(|s| !s.want_up),
+        never_ready: false,
         looping: false,
     };
     // Always consumed, so a stale record never speaks for a later run.
     let was_ready = ready::consume(&slot, dead_pid, dead_start);
+    let run = match Readiness::from_env() {
+        Some(Readiness::State) if was_ready => Run::WasReady,
+        Some(Readiness::State) => Run::NeverReady,
+        _ => Run::Lived(dead_start.and_then(|t| lived_secs(t, now))),
+    };
+    death.never_ready = run == Run::NeverReady;
     let first = classify(code, death);
     let verdict = if first.cause.respawns() {
-        let run = match Readiness::from_env() {
-            Some(Readiness::State) if was_ready => Run::WasReady,
-            Some(Readiness::State) => Run::NeverReady,
-            _ => Run::Lived(dead_start.and_then(|t| lived_secs(t, now))),
-        };
         death.looping = Tally::record(&slot, now, run);
         classify(code, death)
     } else {
@@ -583,9 +599,10 @@ mod tests {
     }
 
     #[test]
-    fn nonzero_exit_after_an_unmarked_down_is_a_shutdown_not_a_crash() {
-        // the hermes gateway exits 1 on a SIGTERM without a marker (SPEC §7)
-        for code in [1, 2, 256] {
+    fn any_death_after_an_unmarked_down_is_a_shutdown_not_a_crash() {
+        // the hermes gateway exits 1 on a SIGTERM without a marker (SPEC §7),
+        // 0 when it lands during its startup
+        for code in [1, 2, 256, 0, 75, 78] {
             let v = classify(code, asked_down());
             assert_eq!(v.cause, Cause::Shutdown, "code {}", code);
             assert_eq!(
@@ -600,13 +617,13 @@ mod tests {
     }
 
     #[test]
-    fn asked_down_with_a_marker_is_still_the_operator_and_exit_0_still_parks() {
+    fn asked_down_with_a_marker_is_still_the_operator() {
         let d = Death {
             marker_action: Some(None),
             ..asked_down()
         };
         assert_eq!(classify(1, d).cause, Cause::OperatorStop);
-        assert_eq!(classify(0, asked_down()).cause, Cause::CleanExit);
+        assert_eq!(classify(0, Death::default()).cause, Cause::CleanExit);
     }
 
     #[test]
@@ -639,6 +656,27 @@ mod tests {
     fn unknown_lifetime_counts_as_short() {
         let t = vec![1000, 1001, 1002, 1003];
         assert!(Tally::next(&t, 1004, Run::Lived(None)).1);
+    }
+
+    #[test]
+    fn crash_before_readiness_is_a_startup_failure_never_running() {
+        let d = Death {
+            never_ready: true,
+            ..Death::default()
+        };
+        let v = classify(1, d);
+        assert_eq!(v.cause, Cause::StartupFailure);
+        assert_eq!((v.gateway_state, v.exit), ("starting", 0));
+        assert!(v.cause.respawns());
+        let d = Death { looping: true, ..d };
+        assert_eq!(classify(1, d).cause, Cause::CrashLoop);
+        // the other rows do not change
+        let d = Death {
+            never_ready: true,
+            ..Death::default()
+        };
+        assert_eq!(classify(78, d).cause, Cause::FatalConfig);
+        assert_eq!(classify(256, d).cause, Cause::Signal);
     }
 
     #[test]

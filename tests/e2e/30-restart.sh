@@ -85,9 +85,9 @@ check_match "the container stopped gracefully although stubborn ignores SIGTERM"
 check "the mimic gateway got SIGTERM without a marker (and exited 1, as hermes does)" \
   grep -qx "term marker=none exit=1 pid=$cpid" "$(home coder)/gw.log"
 after_stop "after the stop"
-check_eq "the plain gateway's death was classified as a signal (finish ran)" "running signal" \
+check_eq "the plain gateway's death was classified as a shutdown (finish ran, s6 wanted it down)" "running shutdown" \
   sh -c "echo $(jkey default gateway_state) $(jkey default exit_reason)"
-check_eq "the mimic gateway's exit 1 was classified as a crash, run-intent kept" "running crash" \
+check_eq "the mimic gateway's exit 1 was a shutdown too, not a crash: run-intent kept" "running shutdown" \
   sh -c "echo $(jkey coder gateway_state) $(jkey coder exit_reason)"
 check "docker start" e2e_boot || exit 1
 after_boot "after the first restart"
