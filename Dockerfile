@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# hermes-s6 on a pinned s6-overlay. This is the production image layout, with
-# a stand-in gateway (docker/stand-in-gateway) in place of the hermes agent.
-# Set HERMES_GATEWAY_CMD to the real gateway in a derived image.
+# hermes-s6 on a pinned s6-overlay, with the real gateway: hermes-agent
+# 0.19.0 from PyPI in /opt/hermes/.venv (upstream's path), run as upstream
+# runs it (`hermes gateway run --replace`, `hermes -p P …`). The same install
+# is what `make test` supervises end to end (tools/venv.sh).
 #
 # NOT BUILT: it was written on a machine without a Docker engine. The steps it
 # relies on (make install into a DESTDIR, the cont-init.d hooks, the nested
@@ -10,13 +11,14 @@
 #
 #   docker build -t hermes-s6 .
 #   docker run -d --name hermes -v hermes-data:/opt/data --stop-timeout 30 hermes-s6
-#   docker exec -u hermes hermes hermes-s6 start default --wait
+#   docker exec -u hermes hermes hermes-s6 start default --wait   # returns when ready
 #   docker exec -u hermes hermes hermes-s6 status
 #
 # s6-overlay 3.2.1.0 ships s6 2.13.2.0 (43-byte supervise/status) and keeps the
 # `user` bundle in /etc/s6-overlay/s6-rc.d, where `make install` puts it. Before
 # moving to >= 3.2.3.2, read docs/install.md ("user bundles moved").
 ARG S6_OVERLAY_VERSION=3.2.1.0
+ARG HERMES_AGENT_VERSION=0.19.0
 
 # ---- build: static musl binary and filled-in scripts under /out -------------
 FROM rust:1.95 AS build
@@ -34,10 +36,16 @@ RUN make -o deps install DESTDIR=/out PREFIX=/usr/local SHEBANGDIR=/command SERV
 # ---- runtime -----------------------------------------------------------------
 FROM debian:bookworm-slim
 ARG S6_OVERLAY_VERSION
+ARG HERMES_AGENT_VERSION
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends xz-utils \
+ && apt-get install -y --no-install-recommends xz-utils python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
+
+# The gateway, with its `messaging` extra (Telegram, Discord, the API server).
+RUN python3 -m venv /opt/hermes/.venv \
+ && /opt/hermes/.venv/bin/python -m pip install --no-cache-dir \
+      "hermes-agent[messaging]==${HERMES_AGENT_VERSION}"
 
 # The published .sha256 files catch a corrupt download. For protection against
 # a tampered release, pin the hashes themselves (ADD --checksum=sha256:...).
@@ -59,12 +67,11 @@ RUN groupadd -g 10000 hermes \
  && install -d -o hermes -g hermes -m 0755 /opt/data
 
 COPY --from=build /out/ /
-COPY --chmod=0755 docker/stand-in-gateway /usr/local/bin/stand-in-gateway
 
 # A cont-init.d failure (e.g. the scan directory cannot be prepared) stops
 # the container rather than booting it without supervised gateways.
 ENV HERMES_HOME=/opt/data \
-    HERMES_GATEWAY_CMD="/usr/local/bin/stand-in-gateway {profile}" \
+    PATH="/opt/hermes/.venv/bin:${PATH}" \
     S6_BEHAVIOUR_IF_STAGE2_FAILS=2
 VOLUME ["/opt/data"]
 ENTRYPOINT ["/init"]

@@ -598,7 +598,7 @@ if ! skipped 7; then
     CT_BOOTED=$CT_DIR
     "$CT/boot.sh" >> "$RAW/ct.log" 2>&1 || die "container boot failed ($CT_DIR)"
     x() { "$CT/exec-as-hermes.sh" "$@"; }
-    health() { x hermes-s6 status coder 2> /dev/null | sed -n 's/.* health=\([^ ]*\) pid=\([^ ]*\) .*/\1 \2/p'; }
+    health() { x hermes-s6 status coder 2> /dev/null | sed -n 's/.* pid=\([^ ]*\) .* health=\([^ ]*\) .*/\2 \1/p'; }
     ups=() readys=() waits=() kills=()
     x hermes-s6 start coder --wait --timeout 60000 > /dev/null 2>&1 || say "warning: first start failed"
     x hermes-s6 stop coder --wait > /dev/null 2>&1

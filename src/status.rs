@@ -21,9 +21,6 @@ pub struct Row {
     /// `up`, `down`, `finishing`, `unsupervised` (slot without a supervisor),
     /// `unknown` (status unreadable) or `none` (no slot).
     pub s6: String,
-    /// `ready`, `starting` (up, not ready yet), `restarting` (down, s6 wants
-    /// it up: between two runs), `down`; `-` without a supervisor.
-    pub health: String,
     pub up: bool,
     #[nserde(serialize_none_as_null)]
     pub pid: Option<u64>,
@@ -43,6 +40,10 @@ pub struct Row {
     #[nserde(serialize_none_as_null)]
     pub exit_reason: Option<String>,
     pub port: u16,
+    /// `ready`, `starting` (up, not ready yet), `restarting` (down, s6 wants
+    /// it up: between two runs), `down`; `-` without a supervisor. Last, so
+    /// the keys that came before it keep their places.
+    pub health: String,
 }
 
 fn last_exit(st: &Status) -> Option<String> {
@@ -125,17 +126,17 @@ impl Row {
     /// One `key=value` line: easy to read, easy to grep.
     pub fn line(&self) -> String {
         format!(
-            "profile={} slot={} s6={} health={} pid={} seconds={} desired_state={} gateway_state={} last_exit={} exit_reason={} port={}",
+            "profile={} slot={} s6={} pid={} seconds={} desired_state={} gateway_state={} last_exit={} exit_reason={} health={} port={}",
             self.profile,
             if self.registered { "registered" } else { "none" },
             self.s6,
-            self.health,
             opt(&self.pid),
             opt(&self.seconds),
             opt(&self.desired_state),
             opt(&self.gateway_state),
             self.last_exit.as_deref().unwrap_or("-").replace(' ', ":"),
             opt(&self.exit_reason),
+            self.health,
             self.port
         )
     }

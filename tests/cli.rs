@@ -254,7 +254,6 @@ fn status_json_parses_and_has_the_stable_keys() {
         "profile",
         "registered",
         "s6",
-        "health",
         "up",
         "pid",
         "seconds",
@@ -265,6 +264,7 @@ fn status_json_parses_and_has_the_stable_keys() {
         "last_exit",
         "exit_reason",
         "port",
+        "health",
     ];
     for r in rows {
         let got: Vec<&str> = r

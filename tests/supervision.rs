@@ -44,7 +44,7 @@ fn register_start_stop_restart_follow_s6() {
     // status agrees, in both forms.
     let line = f.status_line("coder");
     assert!(
-        line.contains(&format!(" s6=up health=ready pid={} ", pid))
+        line.contains(&format!(" s6=up pid={} ", pid))
             && line.contains(" desired_state=running gateway_state=running "),
         "{}",
         line

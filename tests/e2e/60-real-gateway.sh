@@ -51,7 +51,7 @@ ident() { echo "$(jkey "$1" pid)/$(jkey "$1" start_time)"; }
 ready() {
   local l pid
   l=$(line "$1")
-  case $l in *" s6=up health=ready "*) ;; *) return 1 ;; esac
+  case $l in *" s6=up "*" health=ready "*) ;; *) return 1 ;; esac
   pid=$(sed -n 's/.* pid=\([0-9]*\) .*/\1/p' <<< "$l")
   [ -n "$pid" ] && [ "$(ident "$1")" != "${2:-}" ] &&
     [ "$(jkey "$1" pid)" = "$pid" ] && [ "$(jkey "$1" gateway_state)" = running ]
@@ -167,7 +167,7 @@ seen_ready=0 t0=$(_now_ms) parked=0
 while [ $(( $(_now_ms) - t0 )) -lt 300000 ]; do
   l=$(line broken)
   case $l in *" health=ready "*|*" s6=up "*"gateway_state=running "*) seen_ready=1 ;; esac
-  case $l in *" s6=down health=down "*"gateway_state=startup_failed "*) parked=1; break ;; esac
+  case $l in *" s6=down "*"gateway_state=startup_failed "*" health=down "*) parked=1; break ;; esac
   sleep 0.2
 done
 check_eq "parked as startup_failed (crash_loop) within 5 minutes" "1 crash_loop" \
