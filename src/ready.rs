@@ -97,7 +97,7 @@ pub fn consume(slot: &Path, pid: Option<u32>, start: Option<u64>) -> bool {
 /// The gateway (pid, start) is still the same living process.
 fn alive(pid: u32, start: Option<u64>) -> bool {
     match procfs::start_time(pid) {
-        Ok(t) => start.is_none_or(|s| s == t),
+        Ok(t) => start.map_or(true, |s| s == t),
         Err(_) => false,
     }
 }
@@ -148,13 +148,13 @@ pub fn spawn_watcher(home: &Path, slot: &Path, fd: i32) {
 fn watch(home: &Path, slot: &Path, fd: i32, pid: u32, start: Option<u64>) {
     // SAFETY: plain fd syscalls on fds this process owns.
     unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR);
         if null >= 0 {
             libc::dup2(null, 0);
             libc::dup2(null, 1);
             libc::close(null);
         }
-        libc::chdir(c"/".as_ptr());
+        libc::chdir(b"/\0".as_ptr().cast());
     }
     let ino = Inotify::new(home);
     loop {

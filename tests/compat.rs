@@ -84,8 +84,7 @@ fn unprivileged_user_drives_gateways_under_roots_scanner() {
     );
     let o = f.hs_as_10000(&["status", "coder"]).ok();
     assert!(
-        o.stdout
-            .contains(&format!(" s6=up pid={} ", pid)),
+        o.stdout.contains(&format!(" s6=up pid={} ", pid)),
         "{:?}",
         o
     );

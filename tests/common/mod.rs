@@ -68,6 +68,16 @@ mimic)
   ready
   wait
   exit 1 ;;
+state-ready)
+  # Like hermes: after $2 s of startup it writes gateway_state=running with its
+  # own pid into its state file (replaced by a rename); then, with $3, it
+  # exits $3 0.3 s later (a crash after it was ready).
+  ready "$@"
+  sleep "$2"
+  sed -e 's/"gateway_state":"[a-z_]*"/"gateway_state":"running"/' "$H/gateway_state.json" > "$H/gw.st.$$"
+  mv -f "$H/gw.st.$$" "$H/gateway_state.json"
+  if [ -n "$3" ]; then sleep 0.3; exit "$3"; fi
+  exec sleep 100000 ;;
 esac
 echo "gw: unknown mode $1" >&2
 exit 2

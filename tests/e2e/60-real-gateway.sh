@@ -76,6 +76,8 @@ check_match "default runs upstream's command line, without -p (its liveness chec
   '/hermes gateway run --replace $' cmdline "$(gwpid default)"
 check_match "coder runs hermes -p coder gateway run --replace" \
   '/hermes -p coder gateway run --replace $' cmdline "$(gwpid coder)"
+check "its stdout reaches the log while it runs (PYTHONUNBUFFERED): the startup banner" \
+  grep -q "Press Ctrl+C to stop" "$H/logs/gateways/default/current"
 
 section "start --all --wait returns when every gateway is ready"
 check "start --all --wait" xh hermes-s6 start --all --wait --timeout "$READY_MS"
