@@ -4,27 +4,29 @@
 pub mod error;
 
 // pure building blocks
-pub mod clock;
+pub mod clock; // now, ISO-8601 UTC formatting/parsing
 pub mod fsutil; // write-new-then-rename, locks, no-follow opens
 pub mod json; // JSON value type that keeps unknown keys (nanoserde drops them)
 pub mod procfs; // /proc/PID/stat start time
 pub mod profile; // names, homes, ports, the environment
-pub mod sha256; // FIPS 180-4, for the port // now, ISO-8601 UTC formatting/parsing
+pub mod sha256; // FIPS 180-4, for the port
 
 // files in a profile home
-pub mod bootlog;
+pub mod bootlog; // logs/container-boot.log
 pub mod marker; // .gateway-planned-stop.json
-pub mod state; // gateway_state.json // logs/container-boot.log
+pub mod state; // gateway_state.json
 
 // s6
-pub mod control;
+pub mod control; // s6-svc / s6-svscanctl as control-FIFO writes
 pub mod detect; // is PID 1 s6?
+pub mod role; // the container's main command: dashboard, legacy `gateway run`
 pub mod slot; // gateway-P service directories
-pub mod svstat; // s6-svstat -o / human lines / supervise/status decoder // s6-svc / s6-svscanctl wrappers
+pub mod svstat; // supervise/status decoder, s6-svstat -o
 
 // commands
+pub mod front; // `hermes`: the front of upstream's CLI
 pub mod lifecycle; // run / finish decision table
 pub mod ops; // register / unregister / start / stop / restart
 pub mod ready; // readiness: the watcher behind notification-fd, data/ready
-pub mod reconcile;
-pub mod status; // status / list / pid // boot reconciliation
+pub mod reconcile; // boot reconciliation
+pub mod status; // status / list / pid

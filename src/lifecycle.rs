@@ -247,6 +247,15 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
     let slot_mode = Readiness::from_env();
     let mode = slot_mode.unwrap_or_else(|| cfg.readiness(&argv));
     let home = cfg.home(p);
+    // A deleted profile's slot must not respawn its gateway forever: say it
+    // once; finish parks the slot.
+    if !cfg.is_real(p) {
+        return Err(crate::error::refused(format!(
+            "profile '{}' no longer exists ({} has no SOUL.md): not starting its gateway",
+            p,
+            home.display()
+        )));
+    }
     let pid = std::process::id();
     let start = procfs::start_time(pid).ok();
     // The intent must be on disk before the gateway exists; a state that
@@ -288,9 +297,16 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
             crate::error::os_text(&e)
         ));
     }
-    // Only a slot built for it hands us the notification fd.
-    if slot_mode == Some(Readiness::State) {
-        ready::spawn_watcher(&home, &slot, ready::NOTIFY_FD);
+    // Only a slot built for it hands us the notification fd; a slot's
+    // named profile is watched for deletion whatever its mode.
+    let watch = ready::Watch {
+        cfg,
+        profile: p,
+        slot: &slot,
+        notify: (slot_mode == Some(Readiness::State)).then_some(ready::NOTIFY_FD),
+    };
+    if slot_mode.is_some() && watch.needed() {
+        ready::spawn_watcher(&watch);
     }
     Err(exec(&argv))
 }
@@ -438,6 +454,20 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     profile::validate(p)?;
     profile::drop_privileges(cfg)?;
     let home = cfg.home(p);
+    // Deleted under its gateway, or before this start: nothing to persist
+    // into, nothing to respawn. `status` says `health=deleted`; the next boot
+    // removes the slot.
+    if !cfg.is_real(p) {
+        let slot = own_slot(cfg, p);
+        let _ = Tally::clear(&slot);
+        let _ = ready::consume(&slot, None, None);
+        eprintln!(
+            "hermes-s6: profile '{}': deleted ({} has no SOUL.md): gateway parked, not restarting",
+            p,
+            home.display()
+        );
+        return Ok(NO_RESTART);
+    }
     let (now, _) = clock::now();
     // Identity of the dead gateway: what `run` recorded (supervise/status
     // holds finish's own pid by now).

@@ -347,11 +347,24 @@ fn real_main() -> Result<i32> {
     }
 }
 
+/// Called as `hermes` (a link to this binary): the front of upstream's CLI.
+fn called_as_hermes() -> bool {
+    std::env::args_os()
+        .next()
+        .is_some_and(|a| std::path::Path::new(&a).file_name() == Some("hermes".as_ref()))
+}
+
 fn main() {
-    let code = match real_main() {
+    let (prog, result) = if called_as_hermes() {
+        let args = std::env::args_os().skip(1).collect();
+        ("hermes", hermes_s6::front::main(args))
+    } else {
+        (PROG, real_main())
+    };
+    let code = match result {
         Ok(c) => c,
         Err(e) => {
-            report(&e);
+            eprintln!("{}: fatal: {}", prog, e.message());
             e.exit_code()
         }
     };

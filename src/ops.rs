@@ -325,6 +325,17 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         set_desired(&home, "stopped")?;
         return Ok(());
     }
+    if !cfg.is_real(p) {
+        // Its home is gone: no intent to keep, no marker to leave; just down.
+        warn(format_args!(
+            "profile '{}' is deleted ({} has no SOUL.md): taking its slot down",
+            p,
+            home.display()
+        ));
+        slot::set_autostart(&dir, false)?;
+        control::svc(&dir, "d")?;
+        return wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir);
+    }
     let pid = up_pid(&dir)?;
     let prev = set_desired(&home, "stopped")?;
     let marked = pid.is_some_and(|pid| mark(&home, &dir, pid, None));

@@ -7,12 +7,22 @@
 //! record `finish` reads to tell a startup failure from the death of a gateway
 //! that had been working (the crash-loop rule).
 //!
-//! The watcher sleeps in poll(2) on inotify (the state file is replaced by a
-//! rename, which the home directory sees as IN_MOVED_TO) with a 1 s tick to
-//! notice the gateway's death; it ends when the gateway is ready or dead.
+//! The same watcher keeps a named profile's gateway from outliving its
+//! profile (SPEC §8): when the home or its `SOUL.md` goes (`rm -rf`,
+//! upstream's `profile delete`, a volume unmounted), it takes the slot down
+//! — the hermes gateway itself runs on and even recreates `state/` — and
+//! `finish` parks it.
+//!
+//! The watcher sleeps in poll(2) on inotify of the home directory (the state
+//! file is replaced by a rename, IN_MOVED_TO; the home or SOUL.md going is
+//! IN_DELETE_SELF/IN_MOVE_SELF/IN_DELETE/IN_MOVED_FROM) with a 1 s tick to
+//! notice the gateway's death; it ends when the gateway is dead, or, for
+//! `default` (which cannot be deleted), once it is ready.
 
+use crate::control;
 use crate::fsutil;
 use crate::procfs;
+use crate::profile::{Config, DEFAULT};
 use crate::state::{self, State};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -112,11 +122,27 @@ fn ready_now(home: &Path, pid: u32, start: Option<u64>) -> bool {
     }
 }
 
+/// What the watcher watches for.
+pub struct Watch<'a> {
+    pub cfg: &'a Config,
+    pub profile: &'a str,
+    pub slot: &'a Path,
+    /// The notification fd, when the gateway reports readiness in its state file.
+    pub notify: Option<i32>,
+}
+
+impl Watch<'_> {
+    /// Is there anything to watch for?
+    pub fn needed(&self) -> bool {
+        self.notify.is_some() || self.profile != DEFAULT
+    }
+}
+
 /// Leave a watcher for the calling process (about to exec the gateway) and
-/// give up `fd` here, so the gateway does not hold the notification pipe.
+/// give up the notification fd here, so the gateway does not hold the pipe.
 /// Double fork: the watcher is nobody's child but init's, so the gateway
 /// never sees a SIGCHLD or a zombie it did not make.
-pub fn spawn_watcher(home: &Path, slot: &Path, fd: i32) {
+pub fn spawn_watcher(w: &Watch) {
     let pid = std::process::id();
     let start = procfs::start_time(pid).ok();
     // SAFETY: single-threaded here (run has not exec'd yet); the children only
@@ -131,7 +157,7 @@ pub fn spawn_watcher(home: &Path, slot: &Path, fd: i32) {
             0 => {
                 if libc::fork() == 0 {
                     libc::setsid();
-                    watch(home, slot, fd, pid, start);
+                    watch(w, pid, start);
                 }
                 libc::_exit(0);
             }
@@ -140,12 +166,16 @@ pub fn spawn_watcher(home: &Path, slot: &Path, fd: i32) {
                 libc::waitpid(child, &mut st, 0);
             }
         }
-        libc::close(fd);
+        if let Some(fd) = w.notify {
+            libc::close(fd);
+        }
     }
 }
 
 /// The watcher's life: returns only to `_exit`.
-fn watch(home: &Path, slot: &Path, fd: i32, pid: u32, start: Option<u64>) {
+fn watch(w: &Watch, pid: u32, start: Option<u64>) {
+    let home = w.cfg.home(w.profile);
+    let mut notify = w.notify;
     // SAFETY: plain fd syscalls on fds this process owns.
     unsafe {
         let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR);
@@ -156,69 +186,136 @@ fn watch(home: &Path, slot: &Path, fd: i32, pid: u32, start: Option<u64>) {
         }
         libc::chdir(b"/\0".as_ptr().cast());
     }
-    let ino = Inotify::new(home);
+    let mut ino = Inotify::new(&home);
     loop {
-        if ready_now(home, pid, start) {
+        if let Some(fd) = notify.filter(|_| ready_now(&home, pid, start)) {
             // data/ready first: once s6 says ready, finish must know it.
-            if let Err(e) = fsutil::write_atomic(&path(slot), line(pid, start).as_bytes(), 0o644) {
+            if let Err(e) = fsutil::write_atomic(&path(w.slot), line(pid, start).as_bytes(), 0o644)
+            {
                 crate::error::warn(e);
             }
             // SAFETY: writing one byte to the notification pipe.
             unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
-            return;
+            notify = None;
+            if w.profile == DEFAULT {
+                return;
+            }
         }
         if !alive(pid, start) {
             return;
+        }
+        if w.profile != DEFAULT && !w.cfg.is_real(w.profile) {
+            gone(w);
+            return;
+        }
+        if !ino.ok() || ino.home_gone {
+            // a new home (recreated by the gateway) is watched afresh
+            ino = Inotify::new(&home);
         }
         ino.wait(if ino.ok() { 1000 } else { 200 });
     }
 }
 
-/// inotify on the home directory, for the rename that publishes the state file.
-struct Inotify(i32);
+/// The profile was deleted under its running gateway: take the slot down
+/// (no marker: `finish` sees the profile gone and parks it).
+fn gone(w: &Watch) {
+    crate::error::warn(format_args!(
+        "profile '{}': {} is gone (no SOUL.md): taking its gateway down",
+        w.profile,
+        w.cfg.home(w.profile).display()
+    ));
+    if let Err(e) =
+        crate::slot::set_autostart(w.slot, false).and_then(|_| control::svc(w.slot, "d"))
+    {
+        crate::error::warn(e);
+    }
+}
+
+/// inotify on the home directory: the rename that publishes the state file,
+/// SOUL.md or the directory itself going away.
+struct Inotify {
+    fd: i32,
+    /// The watched directory itself was deleted or moved.
+    home_gone: bool,
+}
 
 impl Inotify {
     fn new(dir: &Path) -> Inotify {
         // SAFETY: inotify_init1/add_watch take a flag word and a C string.
         unsafe {
-            let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
-            let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-                return Inotify(-1);
+            let none = Inotify {
+                fd: -1,
+                home_gone: false,
             };
-            if fd >= 0
-                && libc::inotify_add_watch(
-                    fd,
-                    c.as_ptr(),
-                    libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_ONLYDIR,
-                ) < 0
-            {
+            let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+                return none;
+            };
+            let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
+            let mask = libc::IN_MOVED_TO
+                | libc::IN_CLOSE_WRITE
+                | libc::IN_DELETE
+                | libc::IN_MOVED_FROM
+                | libc::IN_DELETE_SELF
+                | libc::IN_MOVE_SELF
+                | libc::IN_ONLYDIR
+                | libc::IN_DONT_FOLLOW;
+            if fd >= 0 && libc::inotify_add_watch(fd, c.as_ptr(), mask) < 0 {
                 libc::close(fd);
-                return Inotify(-1);
+                return none;
             }
-            Inotify(fd)
+            Inotify {
+                fd,
+                home_gone: false,
+            }
         }
     }
 
     fn ok(&self) -> bool {
-        self.0 >= 0
+        self.fd >= 0
     }
 
     /// Sleep until an event or `ms`, then drain the queue (the caller re-reads).
-    fn wait(&self, ms: i32) {
+    fn wait(&mut self, ms: i32) {
         if !self.ok() {
             std::thread::sleep(std::time::Duration::from_millis(ms as u64));
             return;
         }
         let mut p = libc::pollfd {
-            fd: self.0,
+            fd: self.fd,
             events: libc::POLLIN,
             revents: 0,
         };
         let mut buf = [0u8; 4096];
-        // SAFETY: one pollfd; read into a local buffer of its own size.
+        // SAFETY: one pollfd; read into a local buffer of its own size; the
+        // event headers are read unaligned from it.
         unsafe {
             libc::poll(&mut p, 1, ms);
-            while libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
+            loop {
+                let n = libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len());
+                if n <= 0 {
+                    break;
+                }
+                let mut off = 0usize;
+                let hdr = std::mem::size_of::<libc::inotify_event>();
+                while off + hdr <= n as usize {
+                    let ev: libc::inotify_event =
+                        std::ptr::read_unaligned(buf.as_ptr().add(off).cast());
+                    if ev.mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED) != 0
+                    {
+                        self.home_gone = true;
+                    }
+                    off += hdr + ev.len as usize;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Inotify {
+    fn drop(&mut self) {
+        if self.fd >= 0 {
+            // SAFETY: our own fd, closed once.
+            unsafe { libc::close(self.fd) };
         }
     }
 }

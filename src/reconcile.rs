@@ -98,8 +98,36 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Upstream's legacy seed (#34339): a profile without a state file, in a
+/// container whose main command is the pre-s6 `gateway run`, gets
+/// `desired_state=running` (upstream's own record, `migrated_from` included).
+/// `HERMES_GATEWAY_NO_SUPERVISE=1|true|yes` turns it off. Returns whether it
+/// seeded.
+pub fn seed_legacy(cfg: &Config, p: &str) -> Result<bool> {
+    let off = std::env::var("HERMES_GATEWAY_NO_SUPERVISE")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+    let home = cfg.home(p);
+    if off || fsutil::read_file(&home.join(state::FILE), state::MAX_LEN).is_ok_and(|f| f.is_some())
+    {
+        return Ok(false);
+    }
+    let seed = format!(
+        "{{\"gateway_state\": \"running\", \"desired_state\": \"running\", \"timestamp\": {}, \"migrated_from\": \"legacy-container-cmd\"}}\n",
+        clock::now_secs()
+    );
+    fsutil::write_atomic(&home.join(state::FILE), seed.as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+/// `GATEWAY_MULTIPLEX_PROFILES=1|true|yes`: one gateway serves every profile,
+/// so the named profiles' slots are registered but never autostarted.
+fn multiplexed() -> bool {
+    std::env::var("GATEWAY_MULTIPLEX_PROFILES")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
 /// Reconcile one profile; returns its boot-log entry.
-fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str) -> Result<Entry> {
+fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Result<Entry> {
     let home = cfg.home(p);
     let st = state::load(&home).unwrap_or_else(|e| {
         warn(format_args!(
@@ -109,7 +137,7 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str) -> Result<Entry> {
         None
     });
     let prior = state::resolve_intent(st.as_ref()).map(str::to_string);
-    let started = state::autostarts(prior.as_deref());
+    let started = state::autostarts(prior.as_deref()) && !(multiplex && p != profile::DEFAULT);
     let entry = Entry {
         profile: p.to_string(),
         prior_state: prior,
@@ -139,6 +167,23 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str) -> Result<Entry> {
 
 /// `hermes-s6 reconcile [--dry-run]`.
 pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
+    let role = crate::role::detect();
+    if role == crate::role::Role::Dashboard {
+        crate::error::out(
+            "reconcile: skipping (dashboard container — does not need per-profile gateways)\n",
+        );
+        return Ok(Vec::new());
+    }
+    if role == crate::role::Role::LegacyGatewayRun && !dry_run {
+        match seed_legacy(cfg, profile::DEFAULT) {
+            Ok(true) => crate::error::out(
+                "reconcile: seeded desired_state=running for the default profile (the container runs `gateway run`)\n",
+            ),
+            Ok(false) => {}
+            Err(e) => warn(e),
+        }
+    }
+    let multiplex = multiplexed();
     let profiles = real_profiles(cfg, true)?;
     if !dry_run {
         fsutil::ensure_dir(&cfg.scandir, 0o755)?;
@@ -161,7 +206,7 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
     let mut entries = Vec::with_capacity(profiles.len());
     let mut failed = 0;
     for p in &profiles {
-        match one(cfg, builder.as_ref(), p) {
+        match one(cfg, builder.as_ref(), p, multiplex) {
             Ok(e) => {
                 crate::error::out(&format!("{}\n", e.stdout_line()));
                 entries.push(e);

@@ -41,7 +41,8 @@ pub struct Row {
     pub exit_reason: Option<String>,
     pub port: u16,
     /// `ready`, `starting` (up, not ready yet), `restarting` (down, s6 wants
-    /// it up: between two runs), `down`; `-` without a supervisor. Last, so
+    /// it up: between two runs), `down`, `deleted` (a slot whose profile is
+    /// gone); `-` without a supervisor. Last, so
     /// the keys that came before it keep their places.
     pub health: String,
 }
@@ -86,6 +87,7 @@ pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
                 }
                 .into();
                 r.health = match (st.up, ready, st.want_up) {
+                    _ if !cfg.is_real(p) => "deleted",
                     (true, true, _) => "ready",
                     (true, false, _) => "starting",
                     (false, _, true) => "restarting",
