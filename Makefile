@@ -4,6 +4,9 @@ BINDIR     ?= $(PREFIX)/bin
 DESTDIR    ?=
 SHEBANGDIR ?= /command
 SERVICE_STYLE ?= s6-rc
+# Where the `hermes` front goes (a link to hermes-s6, SPEC §8): it must come
+# before upstream's CLI on PATH. Empty: not installed.
+FRONTDIR ?= $(BINDIR)
 # Where the s6-rc `user` bundle lives: s6-rc.d/user up to s6-overlay 3.2.3.1;
 # from 3.2.3.2 use USER_BUNDLE=user-bundles.d/user (s6-overlay ignores
 # user-bundles.d entirely once s6-rc.d/user exists).
@@ -42,7 +45,7 @@ help:
 	@echo "make test       every test: unit, real-s6 integration, container end-to-end"
 	@echo "make demo       boot the test container, show gateways surviving a restart"
 	@echo "make bench      benchmarks (docs/PERFORMANCE.md)"
-	@echo "make install DESTDIR= PREFIX= SHEBANGDIR= SERVICE_STYLE=s6-rc|services.d"
+	@echo "make install DESTDIR= PREFIX= SHEBANGDIR= SERVICE_STYLE=s6-rc|services.d FRONTDIR="
 
 # Install what a fresh Debian machine lacks (or say exactly what to run).
 deps:
@@ -87,6 +90,10 @@ endef
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/cont-init.d
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/hermes-s6
+ifneq ($(FRONTDIR),)
+	install -d $(DESTDIR)$(FRONTDIR)
+	ln -sfn $(BINDIR)/hermes-s6 $(DESTDIR)$(FRONTDIR)/hermes
+endif
 	$(call fill,cont-init.d/50-hermes-scandir,$(DESTDIR)/etc/cont-init.d/50-hermes-scandir)
 	$(call fill,cont-init.d/60-hermes-reconcile,$(DESTDIR)/etc/cont-init.d/60-hermes-reconcile)
 ifeq ($(SERVICE_STYLE),services.d)

@@ -295,8 +295,16 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let prev = set_desired(&home, "running")?;
     let dir = cfg.slot_dir(p);
     let mut had_down = None;
+    // A gateway still up while s6 wants it down is on its way out (a stop
+    // just sent): `--wait` must wait for the next one, not take it for ready.
+    let mut leaving = 0;
     let sent = ensure_slot(cfg, p).and_then(|_| {
         had_down = Some(dir.join("down").exists());
+        if let Ok(Some(st)) = svstat::read(&dir) {
+            if st.up && !st.want_up {
+                leaving = st.pid;
+            }
+        }
         slot::set_autostart(&dir, true)?;
         control::svc(&dir, "u")
     });
@@ -309,7 +317,7 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     // A start clears the crash-loop count (SPEC §3.3), once it happened.
     let _ = Tally::clear(&dir);
-    wait_for(p, "up", w, |s| is_up(s, &dir, 0, &home), &dir)
+    wait_for(p, "up", w, |s| is_up(s, &dir, leaving, &home), &dir)
 }
 
 /// `stop P`.

@@ -121,7 +121,7 @@ pub fn seed_legacy(cfg: &Config, p: &str) -> Result<bool> {
 
 /// `GATEWAY_MULTIPLEX_PROFILES=1|true|yes`: one gateway serves every profile,
 /// so the named profiles' slots are registered but never autostarted.
-fn multiplexed() -> bool {
+pub fn multiplexed() -> bool {
     std::env::var("GATEWAY_MULTIPLEX_PROFILES")
         .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }

@@ -42,7 +42,9 @@ pub struct Row {
     pub port: u16,
     /// `ready`, `starting` (up, not ready yet), `restarting` (down, s6 wants
     /// it up: between two runs), `down`, `deleted` (a slot whose profile is
-    /// gone); `-` without a supervisor. Last, so
+    /// gone), `multiplexed` (a named profile kept down by
+    /// GATEWAY_MULTIPLEX_PROFILES), `dashboard` (a dashboard container runs
+    /// no gateway); `-` without a supervisor. Last, so
     /// the keys that came before it keep their places.
     pub health: String,
 }
@@ -152,6 +154,21 @@ pub struct JsonStatus {
     pub profiles: Vec<Row>,
 }
 
+/// Why a gateway that is not running is not, where s6 cannot say it: a
+/// dashboard container runs none, multiplexing keeps named profiles down.
+pub fn explain(rows: &mut [Row], role: crate::role::Role, multiplex: bool) {
+    for r in rows {
+        if role == crate::role::Role::Dashboard && !r.registered {
+            r.health = "dashboard".into();
+        } else if multiplex
+            && r.profile != profile::DEFAULT
+            && matches!(r.health.as_str(), "down" | "-")
+        {
+            r.health = "multiplexed".into();
+        }
+    }
+}
+
 /// Registered or real profiles, `default` first.
 fn profiles(cfg: &Config) -> Result<Vec<String>> {
     let mut v = reconcile::real_profiles(cfg, false)?;
@@ -178,7 +195,8 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
         None => profiles(cfg)?,
     };
     let now = clock::now().0;
-    let rows: Vec<Row> = list.iter().map(|p| row(cfg, p, now)).collect();
+    let mut rows: Vec<Row> = list.iter().map(|p| row(cfg, p, now)).collect();
+    explain(&mut rows, crate::role::detect(), reconcile::multiplexed());
     let mut out = String::new();
     if as_json {
         let doc = JsonStatus {

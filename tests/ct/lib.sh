@@ -32,6 +32,7 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-30}              # s, how long boot.sh waits for st
 CT_PATH=${CT_PATH:-/command:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}
 CT_ENV_FILE=${CT_ENV_FILE:-}                  # KEY=VALUE lines, like `docker run --env-file`
 CT_BINDS=${CT_BINDS:-}                        # "host:ct[:ro] ...", like `docker run -v`
+CT_CMD=${CT_CMD:-}                            # the main command (`docker run IMAGE CMD…`), split on spaces
 
 LAYER=$CT_DIR/layer           # upper/ and work/ of the overlay
 ROOTFS=$CT_DIR/rootfs         # the overlay's mount point (mounted only inside the container)

@@ -77,5 +77,5 @@ keys=
 for kv in "${envv[@]}"; do keys="$keys ${kv%%=*}"; done
 exec /usr/bin/env -i "${envv[@]}" \
   CT_ENV_KEYS="$keys" CT_RUN_MODE="$RUN_MODE" CT_SHUTDOWN_MODE="$SHUTDOWN_MODE" \
-  CT_FAKE_SYSTEM_SERVICES="$FAKE_SYSTEM_SERVICES" CT_PIDNS="$CT_PIDNS" \
+  CT_FAKE_SYSTEM_SERVICES="$FAKE_SYSTEM_SERVICES" CT_PIDNS="$CT_PIDNS" CT_CMD="$CT_CMD" \
   /.ct/stage1
