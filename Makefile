@@ -15,18 +15,17 @@ USER_BUNDLE ?= s6-rc.d/user
 # scripts do without it.
 WITH_CONTENV ?= $(if $(filter /command,$(SHEBANGDIR)),$(SHEBANGDIR)/with-contenv,)
 
-TARGET  := x86_64-unknown-linux-musl
-# STD=rebuilt (default): rebuild std with panic=immediate-abort. std's panic
-# hook drags in its backtrace symbolizer (gimli, addr2line, miniz: ~220 KB of
-# a ~600 KB binary) even with panic=abort; the only way to drop it on the
-# pinned stable toolchain is -Zbuild-std, unlocked with RUSTC_BOOTSTRAP=1
-# (needs the rust-src component, which `make deps` adds). hermes-s6 never
-# panics on data, so the lost panic message costs nothing.
-# STD=prebuilt: the plain stable build (bigger, same behaviour).
-STD     ?= rebuilt
-ifeq ($(STD),rebuilt)
-BUILD_ENV  := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
-BUILD_ARGS := -Zbuild-std=std,panic_abort
+# The default build is the stable toolchain as released: nothing unstable,
+# and RUSTFLAGS left to the packager. Cargo.toml's release profile: opt-level
+# z, LTO, one codegen unit, panic=abort, stripped.
+#   ARCH=aarch64   the arm64 binary (linked by rust-lld: .cargo/config.toml)
+#   STRIP=0        keep the debug symbols (and add full debug info)
+#   `make small`   the opt-in size build, below
+ARCH    ?= x86_64
+TARGET  := $(ARCH)-unknown-linux-musl
+STRIP   ?= 1
+ifeq ($(STRIP),0)
+BUILD_ENV := CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=true
 endif
 BIN     := target/$(TARGET)/release/hermes-s6
 # The real gateway for the tests, demo and bench: hermes-agent from PyPI in a
@@ -36,12 +35,17 @@ HERMES_VENV ?= /opt/hermes-agent-$(HERMES_AGENT_VERSION)
 export HERMES_AGENT_VERSION HERMES_VENV
 CARGO   ?= cargo
 
-.PHONY: all deps venv build $(BIN) test test-unit test-e2e demo install bench stress clean help
+SMALL_DIR := target/small
+SMALL   := $(SMALL_DIR)/$(TARGET)/release/hermes-s6
+
+.PHONY: all deps venv build small $(BIN) test test-unit test-e2e test-aarch64 demo install bench stress clean help
 
 all: build
 
 help:
-	@echo "make            build $(BIN) (static, musl)"
+	@echo "make            build $(BIN) (static, musl; stable toolchain; ARCH=aarch64, STRIP=0)"
+	@echo "make small      opt-in smaller build (std rebuilt without its backtrace symbolizer) -> $(SMALL)"
+	@echo "make deps       install what building and testing need (apt, rustup): the README's commands run it"
 	@echo "make test       every test: unit, real-s6 integration, container end-to-end"
 	@echo "make demo       boot the test container, show gateways surviving a restart"
 	@echo "make bench      benchmarks (docs/PERFORMANCE.md)"
@@ -55,29 +59,48 @@ deps:
 venv:
 	@sh tools/venv.sh
 
-# cargo decides what is stale; make always asks it.
-build: deps
-	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) $(BUILD_ENV) $(CARGO) build --release --locked --target $(TARGET) $(BUILD_ARGS)
+# cargo decides what is stale; make always asks it. Installs nothing: a
+# missing target is an error that names `make deps`.
+build:
+	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || \
+	  ! command -v rustup >/dev/null || { echo "make: the $(TARGET) target is missing: run make deps" >&2; exit 1; }
+	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) $(BUILD_ENV) $(CARGO) build --release --locked --target $(TARGET)
 
-test: build venv
+# The size opt-in: std rebuilt from rust-src (`make deps` adds it) with
+# -Zbuild-std on the stable toolchain (RUSTC_BOOTSTRAP=1, which is what makes
+# it an opt-in), and without std's `backtrace` feature, whose symbolizer is
+# most of the binary's size even with panic=abort. Panics still print their
+# message. Its own target dir, so it never mixes with the default build.
+small:
+	HERMES_S6_SHEBANGDIR=$(SHEBANGDIR) RUSTC_BOOTSTRAP=1 $(CARGO) build --release --locked \
+	  --target $(TARGET) --target-dir $(SMALL_DIR) -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
+
+# Every test: the README's test command. Installs what it needs first.
+test: deps venv build
 	$(CARGO) test --locked -- --test-threads=4
+	@if [ -x /usr/bin/qemu-aarch64-static ]; then $(MAKE) --no-print-directory test-aarch64; \
+	 else echo "make test: SKIPPED the aarch64 tests: no qemu-user-static (make deps installs it)"; fi
 	bash tests/e2e/run-all.sh
 
-test-unit: deps
+# The arm64 build's unit and integration tests under qemu-user.
+test-aarch64:
+	bash tools/test-aarch64.sh
+
+test-unit:
 	$(CARGO) test --locked --lib
 
-test-e2e: build venv
+test-e2e: deps venv build
 	bash tests/e2e/run-all.sh
 
 # The real gateway when the venv can be had; the demo says when it cannot.
-demo: build
+demo: deps build
 	-@sh tools/venv.sh
 	bash tests/demo.sh
 
-bench: build venv
+bench: deps venv build
 	bash bench/run.sh
 
-stress: build
+stress: deps build
 	bash tests/stress.sh
 
 # Fill @SHEBANGDIR@/@WITH_CONTENV@/@BINDIR@ in an installed script.

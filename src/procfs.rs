@@ -4,9 +4,18 @@
 use crate::error::{sys, Error, Result};
 use std::path::Path;
 
-/// Start time of `pid`, from `/proc/PID/stat`.
+/// Start time of `pid`, from `/proc/PID/task/PID/stat` (its main thread's:
+/// the same start time). Not `/proc/PID/stat`: under qemu-user (an amd64
+/// image on an arm64 host, or the other way round) a process reading its own
+/// `/proc/<own pid>/stat` gets qemu's made-up copy, whose start time is not
+/// the kernel's that every other process reads, and no marker would match.
 pub fn start_time(pid: u32) -> Result<u64> {
-    start_time_at(Path::new("/proc"), pid)
+    let task = Path::new("/proc").join(pid.to_string()).join("task");
+    if task.is_dir() {
+        start_time_at(&task, pid)
+    } else {
+        start_time_at(Path::new("/proc"), pid)
+    }
 }
 
 /// Start time of `pid`, from `ROOT/PID/stat` (tests use a synthetic root).

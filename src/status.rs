@@ -47,6 +47,12 @@ pub struct Row {
     /// no gateway); `-` without a supervisor. Last, so
     /// the keys that came before it keep their places.
     pub health: String,
+    /// Stopped with `s6-svc -p` (SIGSTOP) while up.
+    #[nserde(serialize_none_as_null)]
+    pub paused: Option<bool>,
+    /// No `down` file: s6 starts it on its own (at boot, when the scanner starts).
+    #[nserde(serialize_none_as_null)]
+    pub normally_up: Option<bool>,
 }
 
 fn last_exit(st: &Status) -> Option<String> {
@@ -54,10 +60,11 @@ fn last_exit(st: &Status) -> Option<String> {
         return None;
     }
     if st.signal > 0 {
-        return Some(match svstat::signal_name(st.signal) {
-            Some(n) => format!("signal SIG{}", n),
-            None => format!("signal {}", st.signal),
-        });
+        // s6 (skalibs' sig_name) calls a signal it has no name for `???`
+        return Some(format!(
+            "signal SIG{}",
+            svstat::signal_name(st.signal).unwrap_or("???")
+        ));
     }
     if st.exitcode >= 0 {
         return Some(format!("exitcode {}", st.exitcode));
@@ -65,7 +72,7 @@ fn last_exit(st: &Status) -> Option<String> {
     None
 }
 
-pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
+pub fn row(cfg: &Config, p: &str, now: (i64, u32)) -> Row {
     let mut r = Row {
         profile: p.to_string(),
         registered: slot::is_registered(cfg, p),
@@ -99,6 +106,8 @@ pub fn row(cfg: &Config, p: &str, now: i64) -> Row {
                 r.pid = (st.up && st.pid > 0).then_some(st.pid);
                 r.seconds = st.seconds_in_state(now);
                 r.want_up = Some(st.want_up);
+                r.paused = Some(st.paused);
+                r.normally_up = st.normally_up;
                 r.ready = Some(ready);
                 r.last_exit = last_exit(&st);
             }
@@ -194,7 +203,7 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
         }
         None => profiles(cfg)?,
     };
-    let now = clock::now().0;
+    let now = clock::now();
     let mut rows: Vec<Row> = list.iter().map(|p| row(cfg, p, now)).collect();
     explain(&mut rows, crate::role::detect(), reconcile::multiplexed());
     let mut out = String::new();
@@ -248,5 +257,25 @@ pub fn pid(cfg: &Config, p: &str) -> Result<i32> {
             "the gateway of profile '{}' is not supervised",
             p
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 35-byte `supervise/status` of a service that is down after dying of `sig`.
+    fn down_by(sig: u8) -> Status {
+        let mut b = vec![0u8; 35];
+        b[0] = 0x40; // a TAI64 label, never mind which
+        b[12] = 0x40;
+        b[33] = sig; // wstat (big-endian u16): WTERMSIG in the low 7 bits
+        svstat::decode(&b).unwrap()
+    }
+
+    #[test]
+    fn last_exit_names_a_signal_as_s6_does_even_one_it_cannot_name() {
+        assert_eq!(last_exit(&down_by(15)).as_deref(), Some("signal SIGTERM"));
+        assert_eq!(last_exit(&down_by(40)).as_deref(), Some("signal SIG???"));
     }
 }

@@ -103,15 +103,16 @@ pub struct Status {
 }
 
 impl Status {
-    /// Seconds since the last up/down transition (s6 clamps stamps in the future to now).
-    pub fn seconds_in_state(&self, now_unix: i64) -> Option<i64> {
-        self.stamp.map(|t| now_unix.saturating_sub(t.unix()).max(0))
-    }
-
-    /// Seconds since `ready_stamp`, same rules.
-    pub fn seconds_ready(&self, now_unix: i64) -> Option<i64> {
-        self.ready_stamp
-            .map(|t| now_unix.saturating_sub(t.unix()).max(0))
+    /// Seconds since the last up/down transition, as s6-svstat counts them:
+    /// the difference of the two stamps, nanoseconds included, truncated (so
+    /// 10.9 s is 10, where whole seconds minus whole seconds would say 11).
+    /// `now` is `clock::now()`. A stamp in the future counts as 0, as in s6.
+    pub fn seconds_in_state(&self, now: (i64, u32)) -> Option<i64> {
+        self.stamp.map(|t| {
+            let ns = |s: i64, n: u32| s as i128 * 1_000_000_000 + n as i128;
+            let d = ns(now.0, now.1) - ns(t.unix(), t.nanos.min(999_999_999));
+            (d.max(0) / 1_000_000_000).min(i64::MAX as i128) as i64
+        })
     }
 }
 
@@ -958,10 +959,15 @@ mod tests {
         );
         assert_eq!(st.stamp.unwrap().unix(), 1_800_000_000);
         assert_eq!(st.ready_stamp.unwrap().nanos, 456);
-        assert_eq!(st.seconds_in_state(1_800_000_010), Some(10));
-        assert_eq!(st.seconds_ready(1_800_000_010), Some(7));
+        assert_eq!(
+            st.seconds_in_state((1_800_000_010, 0)),
+            Some(9),
+            "10 s minus 123 ns"
+        );
+        assert_eq!(st.seconds_in_state((1_800_000_010, 123)), Some(10));
+        assert_eq!(st.seconds_in_state((1_800_000_000, 999_999_999)), Some(0));
         // s6 shows a stamp in the future as 0 seconds
-        assert_eq!(st.seconds_in_state(1_700_000_000), Some(0));
+        assert_eq!(st.seconds_in_state((1_700_000_000, 0)), Some(0));
         assert_eq!(st.normally_up, None);
     }
 
@@ -1027,8 +1033,8 @@ mod tests {
                     b[i] = v;
                     let st = decode(&b).unwrap();
                     assert!(st.exitcode <= 255 && st.signal <= 127);
-                    let _ = st.seconds_in_state(i64::MAX);
-                    let _ = st.seconds_in_state(i64::MIN);
+                    let _ = st.seconds_in_state((i64::MAX, u32::MAX));
+                    let _ = st.seconds_in_state((i64::MIN, 0));
                 }
             }
         }

@@ -265,6 +265,8 @@ fn status_json_parses_and_has_the_stable_keys() {
         "exit_reason",
         "port",
         "health",
+        "paused",
+        "normally_up",
     ];
     for r in rows {
         let got: Vec<&str> = r

@@ -855,7 +855,10 @@ fn oversized_files_are_not_read() {
             args,
             o.stderr
         );
-        assert!(rss_kib < 8 << 10, "{:?}: peak RSS {} KiB", args, rss_kib);
+        // Under qemu-user (tools/test-aarch64.sh) the RSS is mostly the emulator's.
+        if std::env::var_os("HERMES_S6_TEST_EMULATED").is_none() {
+            assert!(rss_kib < 8 << 10, "{:?}: peak RSS {} KiB", args, rss_kib);
+        }
     }
 }
 
