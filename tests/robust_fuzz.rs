@@ -456,8 +456,9 @@ fn check_status(b: &[u8]) {
             assert!(st.exitcode == -1 || st.signal == -1, "{:?}", st);
             assert!((-1..=255).contains(&st.exitcode) && (-1..128).contains(&st.signal));
             for now in [i64::MIN, -1, 0, clock::now_secs(), i64::MAX] {
-                assert!(st.seconds_in_state(now).map_or(true, |s| s >= 0));
-                let _ = st.seconds_ready(now);
+                for ns in [0, 999_999_999, u32::MAX] {
+                    assert!(st.seconds_in_state((now, ns)).map_or(true, |s| s >= 0));
+                }
             }
         }
     }
