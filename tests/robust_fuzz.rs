@@ -503,8 +503,8 @@ fn check_o(fields: &[&str], line: &str) {
         let st = o.to_status();
         assert!(!st.up || st.pid > 0 || o.pid.map_or(true, |p| p <= 0));
         assert!(!st.paused || st.up);
-        let _ = st.seconds_in_state(i64::MAX);
-        let _ = st.seconds_in_state(i64::MIN);
+        let _ = st.seconds_in_state((i64::MAX, u32::MAX));
+        let _ = st.seconds_in_state((i64::MIN, 0));
     }
 }
 
