@@ -38,7 +38,7 @@ CARGO   ?= cargo
 SMALL_DIR := target/small
 SMALL   := $(SMALL_DIR)/$(TARGET)/release/hermes-s6
 
-.PHONY: all deps venv build small $(BIN) test test-unit test-e2e test-aarch64 demo install bench stress clean help
+.PHONY: all deps venv build small test test-unit test-e2e test-aarch64 test-s6-versions demo install bench stress clean help
 
 all: build
 
@@ -80,7 +80,13 @@ test: deps venv build
 	$(CARGO) test --locked -- --test-threads=4
 	@if [ -x /usr/bin/qemu-aarch64-static ]; then $(MAKE) --no-print-directory test-aarch64; \
 	 else echo "make test: SKIPPED the aarch64 tests: no qemu-user-static (make deps installs it)"; fi
+	bash tools/test-s6-versions.sh
 	bash tests/e2e/run-all.sh
+
+# The live s6 tests again on s6 2.13 (Debian trixie) and 2.15 (sid), each
+# mounted over /usr in a namespace of its own (tools/s6-versions.sh).
+test-s6-versions:
+	bash tools/test-s6-versions.sh
 
 # The arm64 build's unit and integration tests under qemu-user.
 test-aarch64:

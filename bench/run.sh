@@ -3,7 +3,7 @@
 # in for, on the same machine in the same run, and reports ratios (absolute
 # times depend on the machine; docs/PERFORMANCE.md has one run's figures).
 #
-#   1. binary size (STD=rebuilt and STD=prebuilt), `file`, `cargo tree`;
+#   1. binary size (`make` and `make small`), `file`, `cargo tree`;
 #      peak RSS of every command
 #   2. `pid P` / `status P` vs `s6-svstat -o up,pid` on one live service
 #   3. `status` / `list` vs a shell loop of s6-svstat, 10/100/1000 live slots
@@ -35,9 +35,10 @@ set -eu -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=x86_64-unknown-linux-musl
-BIN_REBUILT=$ROOT/target/$TARGET/release/hermes-s6
-PREBUILT_DIR=$ROOT/target/bench-prebuilt
-BIN_PREBUILT=$PREBUILT_DIR/$TARGET/release/hermes-s6
+# The binary every item measures: the default build (stable toolchain).
+BIN_DEFAULT=$ROOT/target/$TARGET/release/hermes-s6
+# `make small`, sized in item 1 only.
+BIN_SMALL=$ROOT/target/small/$TARGET/release/hermes-s6
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 RAW=$OUT/raw
 SLOTS=${BENCH_SLOTS:-10 100 1000}
@@ -67,7 +68,7 @@ fi
 for t in s6-svscan s6-svscanctl s6-svstat execlineb; do
   command -v $t >/dev/null || die "$t missing (make deps)"
 done
-[ -x "$BIN_REBUILT" ] || die "$BIN_REBUILT missing (make build)"
+[ -x "$BIN_DEFAULT" ] || die "$BIN_DEFAULT missing (make build)"
 
 # ---------------------------------------------------------------- workspace
 W=$(mktemp -d /tmp/hermes-bench.XXXXXX)
@@ -77,7 +78,7 @@ rm -rf "$RAW" "$OUT/results.md"
 mkdir -p "$RAW" "$W/bin"
 # A copy: the slot scripts name this path, and a rebuild during the run must
 # not change the binary under the services.
-cp "$BIN_REBUILT" "$W/bin/hermes-s6"
+cp "$BIN_DEFAULT" "$W/bin/hermes-s6"
 HS=$W/bin/hermes-s6
 SCANNERS=()     # "pid:scandir" of every s6-svscan started here
 CT_BOOTED=""    # CT_DIR of a test container that may be running
@@ -231,11 +232,11 @@ say "workspace $W (tmpfs: $TMPFS)"
 
 # ================================================================ 1a. size
 if ! skipped 1; then
-  say "1: sizes (building STD=prebuilt into $PREBUILT_DIR)"
-  CARGO_TARGET_DIR=$PREBUILT_DIR make -C "$ROOT" --no-print-directory build STD=prebuilt \
-    > "$RAW/build-prebuilt.log" 2>&1 || { tail -20 "$RAW/build-prebuilt.log" >&2; die "STD=prebuilt build failed"; }
-  sz_r=$(stat -c %s "$BIN_REBUILT")
-  sz_p=$(stat -c %s "$BIN_PREBUILT")
+  say "1: sizes (building make small)"
+  make -C "$ROOT" --no-print-directory small > "$RAW/build-small.log" 2>&1 ||
+    { tail -20 "$RAW/build-small.log" >&2; die "make small failed"; }
+  sz_d=$(stat -c %s "$BIN_DEFAULT")
+  sz_s=$(stat -c %s "$BIN_SMALL")
   (cd "$ROOT" && cargo tree --locked -e normal --target $TARGET) > "$RAW/cargo-tree.txt" 2>&1
   ndeps=$(cd "$ROOT" && cargo tree --locked -e normal --target $TARGET --depth 1 --prefix none 2> /dev/null |
     grep -vc '^hermes-s6 ' || true)
@@ -245,14 +246,14 @@ if ! skipped 1; then
     echo
     echo "| build | bytes | KiB | ≤ 300 KiB |"
     echo "|---|---:|---:|---|"
-    echo "| \`make build\` (STD=rebuilt: std rebuilt with panic=immediate-abort) | $sz_r | $((sz_r / 1024)) | $(verdict "$sz_r") |"
-    echo "| \`make build STD=prebuilt\` (stable std) | $sz_p | $((sz_p / 1024)) | $(verdict "$sz_p") |"
+    echo "| \`make\` (the default: stable toolchain, prebuilt std) | $sz_d | $((sz_d / 1024)) | $(verdict "$sz_d") |"
+    echo "| \`make small\` (opt-in: std rebuilt without its backtrace symbolizer, panic messages kept) | $sz_s | $((sz_s / 1024)) | $(verdict "$sz_s") |"
     echo
-    echo "rebuilt / prebuilt = $(div "$sz_r" "$sz_p")"
+    echo "small / default = $(div "$sz_s" "$sz_d"). Every other figure below is the default build's."
     echo
     echo '```'
     echo "\$ file target/$TARGET/release/hermes-s6"
-    file -b "$BIN_REBUILT"
+    file -b "$BIN_DEFAULT"
     echo "\$ cargo tree -e normal --target $TARGET      # $ndeps direct dependencies"
     cat "$RAW/cargo-tree.txt"
     echo '```'
