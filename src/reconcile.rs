@@ -168,6 +168,11 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Res
 /// `hermes-s6 reconcile [--dry-run]`.
 pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
     let role = crate::role::detect();
+    if !dry_run {
+        if let Err(e) = crate::role::record(&cfg.scandir, role) {
+            warn(e);
+        }
+    }
     if role == crate::role::Role::Dashboard {
         crate::error::out(
             "reconcile: skipping (dashboard container — does not need per-profile gateways)\n",

@@ -84,9 +84,32 @@ pub fn role(argv: &[String]) -> Role {
     }
 }
 
-/// This container's role (from /proc).
+/// This container's role (from /proc). O(processes): for the boot only;
+/// later readers take the role the boot recorded ([`recorded`]).
 pub fn detect() -> Role {
     role(&container_argv(Path::new("/proc")))
+}
+
+/// Where the boot records a dashboard role: a dot-file in the scan directory
+/// (s6-svscan ignores dot-names), new at every boot like the directory.
+const RECORD: &str = ".hermes-s6-role";
+
+/// Record (or, for any other role, clear) the boot's finding.
+pub fn record(scandir: &Path, r: Role) -> crate::error::Result<()> {
+    let path = scandir.join(RECORD);
+    if r == Role::Dashboard {
+        crate::fsutil::write_atomic(&path, b"dashboard\n", 0o644)
+    } else {
+        crate::fsutil::remove_file(&path).map(|_| ())
+    }
+}
+
+/// The role the boot recorded: one small read, for `status`.
+pub fn recorded(scandir: &Path) -> Role {
+    match crate::fsutil::read_file(&scandir.join(RECORD), 64) {
+        Ok(Some(b)) if b.starts_with(b"dashboard") => Role::Dashboard,
+        _ => Role::Other,
+    }
 }
 
 #[cfg(test)]

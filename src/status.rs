@@ -72,7 +72,9 @@ fn last_exit(st: &Status) -> Option<String> {
     None
 }
 
-pub fn row(cfg: &Config, p: &str, now: (i64, u32)) -> Row {
+/// One profile's row; `real` says whether P is a real profile (its slot
+/// without one is a deleted profile's).
+pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
     let mut r = Row {
         profile: p.to_string(),
         registered: slot::is_registered(cfg, p),
@@ -96,7 +98,7 @@ pub fn row(cfg: &Config, p: &str, now: (i64, u32)) -> Row {
                 }
                 .into();
                 r.health = match (st.up, ready, st.want_up) {
-                    _ if !cfg.is_real(p) => "deleted",
+                    _ if !real => "deleted",
                     (true, true, _) => "ready",
                     (true, false, _) => "starting",
                     (false, _, true) => "restarting",
@@ -178,12 +180,15 @@ pub fn explain(rows: &mut [Row], role: crate::role::Role, multiplex: bool) {
     }
 }
 
-/// Registered or real profiles, `default` first.
-fn profiles(cfg: &Config) -> Result<Vec<String>> {
-    let mut v = reconcile::real_profiles(cfg, false)?;
+/// Registered or real profiles, `default` first, each with whether it is real.
+fn profiles(cfg: &Config) -> Result<Vec<(String, bool)>> {
+    let real = reconcile::real_profiles(cfg, false)?; // default, then sorted
+    let mut v: Vec<(String, bool)> = real.iter().map(|p| (p.clone(), true)).collect();
     for p in slot::list(cfg)? {
-        if !v.contains(&p) {
-            v.push(p);
+        if p != profile::DEFAULT && real[1..].binary_search(&p).is_err() {
+            // not listed: gone, or skipped (unreadable…), which is not gone
+            let r = cfg.is_real(&p);
+            v.push((p, r));
         }
     }
     v[1..].sort_unstable();
@@ -196,16 +201,24 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
     let list = match one {
         Some(p) => {
             profile::validate(p)?;
-            if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
+            let real = cfg.is_real(p);
+            if !real && !slot::is_registered(cfg, p) {
                 return Err(refused(format!("no such gateway '{}'", p)));
             }
-            vec![p.to_string()]
+            vec![(p.to_string(), real)]
         }
         None => profiles(cfg)?,
     };
     let now = clock::now();
-    let mut rows: Vec<Row> = list.iter().map(|p| row(cfg, p, now)).collect();
-    explain(&mut rows, crate::role::detect(), reconcile::multiplexed());
+    let mut rows: Vec<Row> = list
+        .iter()
+        .map(|(p, real)| row(cfg, p, *real, now))
+        .collect();
+    explain(
+        &mut rows,
+        crate::role::recorded(&cfg.scandir),
+        reconcile::multiplexed(),
+    );
     let mut out = String::new();
     if as_json {
         let doc = JsonStatus {

@@ -245,7 +245,10 @@ fn read_matches_real_s6_svstat_in_every_state() {
     // never 1 more): ours just before and just after bracket s6's own count.
     std::thread::sleep(Duration::from_millis(1100));
     let before = st.seconds_in_state(hermes_s6::clock::now()).unwrap();
-    let human = Command::new(tool("s6-svstat")).arg(&running).output().unwrap();
+    let human = Command::new(tool("s6-svstat"))
+        .arg(&running)
+        .output()
+        .unwrap();
     let after = st.seconds_in_state(hermes_s6::clock::now()).unwrap();
     let human = String::from_utf8_lossy(&human.stdout);
     let s6_secs: i64 = human
@@ -255,7 +258,14 @@ fn read_matches_real_s6_svstat_in_every_state() {
         .find(|w| w[1] == "seconds" || w[1] == "seconds,")
         .and_then(|w| w[0].parse().ok())
         .unwrap_or_else(|| panic!("no seconds in {:?}", human));
-    assert!(before <= s6_secs && s6_secs <= after, "{} <= {} <= {}: {}", before, s6_secs, after, human);
+    assert!(
+        before <= s6_secs && s6_secs <= after,
+        "{} <= {} <= {}: {}",
+        before,
+        s6_secs,
+        after,
+        human
+    );
 
     let st = settle(&downfile, "down file, never started", |s| !s.up);
     assert!(!st.want_up && st.normally_up == Some(false) && !st.finishing);
