@@ -99,7 +99,8 @@ fn five_startup_failures_in_a_row_park_it_never_shown_running() {
         Some("crash_loop")
     );
     assert_eq!(f.gw_pids("coder").len(), 5);
-    assert!(!f.s6("coder").unwrap().wantedup);
+    // finish wrote startup_failed, then exits 125: s6 stops wanting it up
+    f.wait_s6("coder", "parked (want down)", |s| !s.wantedup && !s.up);
 }
 
 #[test]
