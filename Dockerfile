@@ -80,8 +80,11 @@ COPY --from=build /out/ /
 
 # A cont-init.d failure (e.g. the scan directory cannot be prepared) stops
 # the container rather than booting it without supervised gateways.
+# /usr/local/bin first: its `hermes` is hermes-s6's front of upstream's CLI
+# (docs/install.md), which chain-loads HERMES_S6_HERMES.
 ENV HERMES_HOME=/opt/data \
-    PATH="/opt/hermes/.venv/bin:${PATH}" \
+    PATH="/usr/local/bin:/opt/hermes/.venv/bin:${PATH}" \
+    HERMES_S6_HERMES=/opt/hermes/.venv/bin/hermes \
     S6_BEHAVIOUR_IF_STAGE2_FAILS=2
 VOLUME ["/opt/data"]
 ENTRYPOINT ["/init"]

@@ -46,10 +46,6 @@ pub enum Route {
     Upstream,
 }
 
-fn truthy(v: Option<String>) -> bool {
-    v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-}
-
 /// The first positional word of a subcommand's arguments, skipping the
 /// values of the options named in `with_value`.
 fn first_positional<'a>(args: &'a [String], with_value: &[&str]) -> Option<&'a str> {
@@ -123,7 +119,7 @@ pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Ro
             let supervised = env("HERMES_S6_SUPERVISED_CHILD").as_deref() == Some("1");
             if supervised
                 || rest[2..].iter().any(|a| a == "--no-supervise")
-                || truthy(env("HERMES_GATEWAY_NO_SUPERVISE"))
+                || profile::truthy(env("HERMES_GATEWAY_NO_SUPERVISE").as_deref())
             {
                 Ok(Route::Upstream)
             } else {
@@ -259,7 +255,7 @@ pub fn main(args: Vec<OsString>) -> Result<i32> {
     let route = route(&words, |k| std::env::var(k).ok())?;
     // Upstream's image shim runs its CLI as the hermes user unless told
     // otherwise; so does this front, and hermes-s6's own work never needs root.
-    let as_root = std::env::var("HERMES_DOCKER_EXEC_AS_ROOT").is_ok_and(|v| truthy(Some(v)));
+    let as_root = profile::env_truthy("HERMES_DOCKER_EXEC_AS_ROOT");
     if route != Route::Upstream || !as_root {
         profile::drop_privileges(&cfg)?;
     }

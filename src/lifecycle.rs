@@ -43,7 +43,7 @@ pub enum Cause {
     Shutdown,
     /// Exit code other than 0, 75, 78, no marker.
     Crash,
-    /// A crash of a gateway that reports readiness, before it did.
+    /// A crash or signal death of a gateway that reports readiness, before it did.
     StartupFailure,
     /// Exit 75: the gateway asked to be restarted.
     GatewayRestart,
@@ -128,13 +128,16 @@ pub fn classify(code: i32, d: Death) -> Verdict {
         // Whatever it exits with: it was told to go (the hermes gateway exits
         // 1, or 0 when the signal lands during its startup).
         None if d.wanted_down => Cause::Shutdown,
+        // Died before it said it was ready, however: still starting.
+        None if d.never_ready && !matches!(code, 0 | EXIT_CONFIG | EXIT_RESTART) => {
+            Cause::StartupFailure
+        }
         None => match code {
             256 => Cause::Signal,
             EXIT_CONFIG => Cause::FatalConfig,
             EXIT_RESTART => Cause::GatewayRestart,
             0 if d.clean_exit_restarts => Cause::CleanExitRespawn,
             0 => Cause::CleanExit,
-            _ if d.never_ready => Cause::StartupFailure,
             _ => Cause::Crash,
         },
     };
@@ -460,7 +463,7 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     if !cfg.is_real(p) {
         let slot = own_slot(cfg, p);
         let _ = Tally::clear(&slot);
-        let _ = ready::consume(&slot, None, None);
+        let _ = ready::consume(&slot, None);
         eprintln!(
             "hermes-s6: profile '{}': deleted ({} has no SOUL.md): gateway parked, not restarting",
             p,
@@ -500,7 +503,7 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
         looping: false,
     };
     // Always consumed, so a stale record never speaks for a later run.
-    let was_ready = ready::consume(&slot, dead_pid, dead_start);
+    let was_ready = ready::consume(&slot, dead_pid);
     let run = match Readiness::from_env() {
         Some(Readiness::State) if was_ready => Run::WasReady,
         Some(Readiness::State) => Run::NeverReady,
@@ -514,10 +517,18 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     } else {
         first
     };
-    state::update(&home, |s| {
+    // A state that cannot be written is said, and changes nothing about
+    // what s6 must do: a 111 here would turn every park into a respawn loop.
+    if let Err(e) = state::update(&home, |s| {
         s.set_str("gateway_state", verdict.gateway_state);
         s.set_str("exit_reason", verdict.exit_reason);
-    })?;
+    }) {
+        warn(format_args!(
+            "profile '{}': death not recorded: {}",
+            p,
+            e.message()
+        ));
+    }
     if verdict.exit == NO_RESTART {
         eprintln!(
             "hermes-s6: profile '{}': gateway parked ({}), not restarting",
@@ -706,7 +717,10 @@ mod tests {
             ..Death::default()
         };
         assert_eq!(classify(78, d).cause, Cause::FatalConfig);
-        assert_eq!(classify(256, d).cause, Cause::Signal);
+        assert_eq!(classify(75, d).cause, Cause::GatewayRestart);
+        assert_eq!(classify(0, d).cause, Cause::CleanExit);
+        // OOM-killed during every start: never shown running either
+        assert_eq!(classify(256, d).cause, Cause::StartupFailure);
     }
 
     #[test]

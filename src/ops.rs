@@ -340,8 +340,12 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             p,
             home.display()
         ));
+        let had_down = dir.join("down").exists();
         slot::set_autostart(&dir, false)?;
-        control::svc(&dir, "d")?;
+        if let Err(e) = control::svc(&dir, "d") {
+            let _ = slot::set_autostart(&dir, !had_down);
+            return Err(e);
+        }
         return wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir);
     }
     let pid = up_pid(&dir)?;

@@ -48,6 +48,16 @@ const BUILD_SHEBANGDIR: &str = match option_env!("HERMES_S6_SHEBANGDIR") {
     None => "/command",
 };
 
+/// Upstream's yes for a flag variable: `1`, `true` or `yes`, any case.
+pub fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+/// [`truthy`] of an environment variable.
+pub fn env_truthy(name: &str) -> bool {
+    truthy(std::env::var(name).ok().as_deref())
+}
+
 /// Upstream's API server port, for every profile that sets none (SPEC §7).
 pub const UPSTREAM_API_PORT: u16 = 8642;
 

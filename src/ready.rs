@@ -67,39 +67,38 @@ impl Readiness {
 
 /// The fd s6-supervise hands `run` for the notification (`notification-fd`).
 pub const NOTIFY_FD: i32 = 3;
-/// `data/ready` in the slot: `PID START_TIME` of the run that became ready.
+/// `data/ready` in the slot: the pid of the run that became ready.
 pub const FILE: &str = "ready";
 
 /// Is this state the gateway's own claim to be running, for this very process?
 /// `run` itself records the pid with `gateway_state=starting`, so only the
-/// gateway's write can satisfy it.
-pub fn claims_ready(st: &State, pid: u32, start: Option<u64>) -> bool {
-    st.gateway_state() == Some("running")
-        && st.pid() == Some(pid)
-        && match (start, st.start_time()) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        }
+/// gateway's write can satisfy it. The pid alone: the watcher checks, with the
+/// kernel's start time, that the pid is still its gateway, and the start time
+/// the gateway writes is its own reading of `/proc/self/stat`, which qemu-user
+/// (an emulated image) makes up.
+pub fn claims_ready(st: &State, pid: u32) -> bool {
+    st.gateway_state() == Some("running") && st.pid() == Some(pid)
 }
 
 fn path(slot: &Path) -> PathBuf {
     slot.join("data").join(FILE)
 }
 
-fn line(pid: u32, start: Option<u64>) -> String {
-    format!("{} {}\n", pid, start.unwrap_or(0))
+fn line(pid: u32) -> String {
+    format!("{}\n", pid)
 }
 
-/// Did the run of (pid, start) become ready? Reads and always deletes
-/// `data/ready`, like the marker: a record never outlives the death it was for.
-pub fn consume(slot: &Path, pid: Option<u32>, start: Option<u64>) -> bool {
+/// Did the run of `pid` become ready? Reads and always deletes `data/ready`,
+/// like the marker: a record never outlives the death it was for (and the
+/// watcher writes one only while its gateway lives), so the pid is enough.
+pub fn consume(slot: &Path, pid: Option<u32>) -> bool {
     let p = path(slot);
     let rec = fsutil::read_file(&p, 64).ok().flatten();
     if rec.is_some() {
         let _ = fsutil::remove_file(&p);
     }
     match (rec, pid) {
-        (Some(b), Some(pid)) => b == line(pid, start).as_bytes(),
+        (Some(b), Some(pid)) => b == line(pid).as_bytes(),
         _ => false,
     }
 }
@@ -112,12 +111,12 @@ fn alive(pid: u32, start: Option<u64>) -> bool {
     }
 }
 
-fn ready_now(home: &Path, pid: u32, start: Option<u64>) -> bool {
+fn ready_now(home: &Path, pid: u32) -> bool {
     match fsutil::read_file(&home.join(state::FILE), state::MAX_LEN) {
         Ok(Some(b)) => std::str::from_utf8(&b)
             .ok()
             .and_then(|t| State::parse(t).ok())
-            .is_some_and(|st| claims_ready(&st, pid, start)),
+            .is_some_and(|st| claims_ready(&st, pid)),
         _ => false,
     }
 }
@@ -154,16 +153,23 @@ pub fn spawn_watcher(w: &Watch) {
                     "no readiness watcher (fork failed): s6 will not see the gateway ready"
                 ));
             }
-            0 => {
-                if libc::fork() == 0 {
+            0 => match libc::fork() {
+                0 => {
                     libc::setsid();
                     watch(w, pid, start);
+                    libc::_exit(0);
                 }
-                libc::_exit(0);
-            }
+                -1 => libc::_exit(1),
+                _ => libc::_exit(0),
+            },
             child => {
                 let mut st = 0;
                 libc::waitpid(child, &mut st, 0);
+                if st != 0 {
+                    crate::error::warn(format_args!(
+                        "no readiness watcher (fork failed): s6 will not see the gateway ready"
+                    ));
+                }
             }
         }
         if let Some(fd) = w.notify {
@@ -188,24 +194,33 @@ fn watch(w: &Watch, pid: u32, start: Option<u64>) {
     }
     let mut ino = Inotify::new(&home);
     loop {
-        if let Some(fd) = notify.filter(|_| ready_now(&home, pid, start)) {
+        // First: a dead gateway's pid in the state file (finish leaves it
+        // there) must never be taken for this one being ready.
+        if !alive(pid, start) {
+            return;
+        }
+        if let Some(fd) = notify.filter(|_| ready_now(&home, pid)) {
             // data/ready first: once s6 says ready, finish must know it.
-            if let Err(e) = fsutil::write_atomic(&path(w.slot), line(pid, start).as_bytes(), 0o644)
-            {
+            if let Err(e) = fsutil::write_atomic(&path(w.slot), line(pid).as_bytes(), 0o644) {
                 crate::error::warn(e);
             }
-            // SAFETY: writing one byte to the notification pipe.
-            unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
+            // SAFETY: one byte to the notification pipe, then our end of it closed.
+            unsafe {
+                libc::write(fd, b"\n".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
             notify = None;
             if w.profile == DEFAULT {
                 return;
             }
         }
-        if !alive(pid, start) {
-            return;
-        }
+        // A moment without SOUL.md (an editor saving by rename, a sync) is
+        // not a deletion: it must still be gone a second later.
         if w.profile != DEFAULT && !w.cfg.is_real(w.profile) {
-            gone(w);
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if !w.cfg.is_real(w.profile) && alive(pid, start) {
+                gone(w);
+            }
             return;
         }
         if !ino.ok() || ino.home_gone {
@@ -252,7 +267,6 @@ impl Inotify {
             };
             let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
             let mask = libc::IN_MOVED_TO
-                | libc::IN_CLOSE_WRITE
                 | libc::IN_DELETE
                 | libc::IN_MOVED_FROM
                 | libc::IN_DELETE_SELF
@@ -331,33 +345,25 @@ mod tests {
     #[test]
     fn only_the_gateways_own_running_with_its_pid_is_ready() {
         let s = st(r#"{"gateway_state":"running","pid":41,"start_time":7}"#);
-        assert!(claims_ready(&s, 41, Some(7)));
-        assert!(claims_ready(&s, 41, None));
-        assert!(!claims_ready(&s, 42, Some(7)), "another pid");
-        assert!(!claims_ready(&s, 41, Some(8)), "a recycled pid");
+        assert!(claims_ready(&s, 41));
+        assert!(!claims_ready(&s, 42), "another pid");
         let s = st(r#"{"gateway_state":"starting","pid":41}"#);
-        assert!(!claims_ready(&s, 41, None), "what run itself records");
+        assert!(!claims_ready(&s, 41), "what run itself records");
         let s = st(r#"{"gateway_state":"running"}"#);
-        assert!(!claims_ready(&s, 41, None), "no pid");
+        assert!(!claims_ready(&s, 41), "no pid");
     }
 
     #[test]
     fn ready_record_is_consumed_and_matches_only_its_run() {
         let t = std::env::temp_dir().join(format!("hs6-ready-{}", std::process::id()));
         std::fs::create_dir_all(t.join("data")).unwrap();
-        std::fs::write(path(&t), line(41, Some(7))).unwrap();
-        assert!(consume(&t, Some(41), Some(7)));
+        std::fs::write(path(&t), line(41)).unwrap();
+        assert!(consume(&t, Some(41)));
         assert!(!path(&t).exists(), "always deleted");
-        std::fs::write(path(&t), line(41, Some(7))).unwrap();
-        assert!(
-            !consume(&t, Some(41), Some(9)),
-            "another run of a recycled pid"
-        );
-        assert!(!path(&t).exists());
-        assert!(
-            !consume(&t, Some(41), Some(7)),
-            "no record: never became ready"
-        );
+        std::fs::write(path(&t), line(41)).unwrap();
+        assert!(!consume(&t, Some(42)), "another run's record");
+        assert!(!path(&t).exists(), "deleted all the same");
+        assert!(!consume(&t, Some(41)), "no record: never became ready");
         std::fs::remove_dir_all(&t).unwrap();
     }
 }

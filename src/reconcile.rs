@@ -104,11 +104,14 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
 /// `HERMES_GATEWAY_NO_SUPERVISE=1|true|yes` turns it off. Returns whether it
 /// seeded.
 pub fn seed_legacy(cfg: &Config, p: &str) -> Result<bool> {
-    let off = std::env::var("HERMES_GATEWAY_NO_SUPERVISE")
-        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+    if profile::env_truthy("HERMES_GATEWAY_NO_SUPERVISE") {
+        return Ok(false);
+    }
     let home = cfg.home(p);
-    if off || fsutil::read_file(&home.join(state::FILE), state::MAX_LEN).is_ok_and(|f| f.is_some())
-    {
+    // Only a state file that is not there at all: one that cannot be read
+    // (EACCES, a FIFO, too big) is someone's state, never overwritten.
+    let _lock = fsutil::lock_exclusive(&home.join(state::LOCK_FILE))?;
+    if fsutil::read_file(&home.join(state::FILE), state::MAX_LEN)?.is_some() {
         return Ok(false);
     }
     let seed = format!(
@@ -122,8 +125,7 @@ pub fn seed_legacy(cfg: &Config, p: &str) -> Result<bool> {
 /// `GATEWAY_MULTIPLEX_PROFILES=1|true|yes`: one gateway serves every profile,
 /// so the named profiles' slots are registered but never autostarted.
 pub fn multiplexed() -> bool {
-    std::env::var("GATEWAY_MULTIPLEX_PROFILES")
-        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    profile::env_truthy("GATEWAY_MULTIPLEX_PROFILES")
 }
 
 /// Reconcile one profile; returns its boot-log entry.
@@ -149,7 +151,7 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Res
     };
     // Runtime leftovers of the previous container; gateway.lock is the
     // gateway's own business.
-    for f in ["gateway.pid", "processes.json"] {
+    for f in [crate::lifecycle::PID_FILE, "processes.json"] {
         fsutil::remove_file(&home.join(f))?;
     }
     let dir = cfg.slot_dir(p);

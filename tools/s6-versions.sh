@@ -21,8 +21,17 @@ CACHE=${HERMES_S6_CACHE:-/tmp/hermes-s6-cache}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 die() { echo "s6-versions: $*" >&2; exit 111; }
 
+# The cache is root's alone: its files are laid over /usr and run as root.
+own_cache() {
+  [ -e "$CACHE" ] || [ -L "$CACHE" ] || mkdir -m 0700 -p "$CACHE" || die "cannot create $CACHE"
+  [ ! -L "$CACHE" ] && [ -d "$CACHE" ] && [ "$(stat -c %u "$CACHE")" = 0 ] ||
+    die "$CACHE must be a directory of root's, not a link (remove it)"
+  chmod 0700 "$CACHE"
+}
+
 fetch() {
   local suite=$1 d=$CACHE/s6-$1 o libs
+  own_cache
   if [ -f "$d/complete" ]; then echo "$d/root"; return 0; fi
   case $suite in *[!a-z0-9-]*|'') die "bad suite name '$suite'" ;; esac
   [ -r "$KEYRING" ] || die "$KEYRING missing (apt-get install debian-archive-keyring)"

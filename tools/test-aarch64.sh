@@ -14,7 +14,11 @@ T=aarch64-unknown-linux-musl
 cargo test --locked --release --target "$T" --no-run >&2
 exec tools/userns.sh sh -c '
   set -e
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  # a binfmt_misc of our own needs Linux >= 6.7: on an older kernel, skip
+  if ! mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null; then
+    echo "test-aarch64: SKIPPED: no binfmt_misc in a user namespace here (Linux >= 6.7 needed)"
+    exit 0
+  fi
   # ELF64 little-endian, e_machine 0xb7 (AArch64); F: qemu opened now, so it
   # also runs inside the test container roots
   printf "%s" ":qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:$0:F" \
