@@ -191,6 +191,11 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
         }
     }
     let multiplex = multiplexed();
+    if multiplex {
+        crate::error::out(
+            "reconcile: GATEWAY_MULTIPLEX_PROFILES is set: named profiles are registered, never started\n",
+        );
+    }
     let profiles = real_profiles(cfg, true)?;
     if !dry_run {
         fsutil::ensure_dir(&cfg.scandir, 0o755)?;

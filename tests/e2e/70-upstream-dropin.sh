@@ -115,3 +115,4 @@ wait_for "default is ready" "$READY_MS" ready default
 check "multi is registered" registered multi
 check_eq "...and down although its intent is running" "down running" sh -c "echo $(s6of multi) $(jkey multi desired_state)"
 check_match "status says why" ' health=multiplexed ' line multi
+check "the boot said so" grep -q "GATEWAY_MULTIPLEX_PROFILES is set" "$CT_DIR/console.log"
