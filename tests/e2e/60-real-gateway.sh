@@ -16,11 +16,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/gateways/hermes.sh"
 
-VENV=${HERMES_VENV:-/opt/hermes-agent-0.19.0}
-if ! "$VENV/bin/hermes" --version 2>/dev/null | grep -q '^Hermes Agent v0\.19\.0 '; then
-  fail "the real gateway is installed in $VENV (run tools/venv.sh)"
-  exit 1
-fi
+need_real_gateway
 e2e_project_image || exit 1
 # upstream's image has its venv on PATH; the container's PATH is the gateways'
 export CT_PATH="$VENV/bin:/command:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -57,6 +53,25 @@ ready() {
     [ "$(jkey "$1" pid)" = "$pid" ] && [ "$(jkey "$1" gateway_state)" = running ]
 }
 cmdline() { xr sh -c "tr '\\0' ' ' < /proc/$1/cmdline"; }
+# kills P N PAUSE: N times, PAUSE s after the last start, kill -9 P's gateway
+# and count how often it is running again (its own word, a new process)
+# within 10 s; sets $revived
+kills() {
+  local p=$1 n=$2 pause=$3 i old t0
+  revived=0
+  for ((i = 1; i <= n; i++)); do
+    old=$(ident "$p")
+    sleep "$pause"
+    xr kill -9 "${old%/*}"
+    t0=$(_now_ms)
+    if poll 10000 ready "$p" "$old"; then
+      revived=$((revived + 1))
+      note "kill $i: running again after $(( $(_now_ms) - t0 )) ms"
+    else
+      note "kill $i: not running after 10 s: $(line "$p")"
+    fi
+  done
+}
 listening() { ss -Hltn "sport = :$1" | grep -q .; }
 gwstarts() { local f; f=$(home "$1")/gateway-starts.log; if [ -f "$f" ]; then grep -c . "$f"; else echo 0; fi; }
 
@@ -106,18 +121,7 @@ check "restart writer --wait (from down)" xh hermes-s6 restart writer --wait --t
 check "writer is ready right away" ready writer
 
 section "10 x kill -9 of a running gateway: back and running within 10 s, each time"
-revived=0
-for i in 1 2 3 4 5 6 7 8 9 10; do
-  old=$(ident coder)
-  xr kill -9 "${old%/*}"
-  t0=$(_now_ms)
-  if poll 10000 ready coder "$old"; then
-    revived=$((revived + 1))
-    note "kill $i: running again after $(( $(_now_ms) - t0 )) ms"
-  else
-    note "kill $i: not running after 10 s: $(line coder)"
-  fi
-done
+kills coder 10 0
 check_eq "revived 10 times out of 10 (no 'PID file race lost')" 10 echo "$revived"
 refute "the gateway never lost a race against its own dead pid" \
   grep -q "PID file race lost" "$H/logs/gateways/coder/current"
@@ -183,17 +187,5 @@ check_eq "and it stays down" "down 5" sh -c "echo $(s6of broken) $(gwstarts brok
 section "one gateway killed every 30 s (its respawn-storm breaker on) is never parked"
 real flaky '{"desired_state":"running"}'
 check "start flaky --wait" xh hermes-s6 start flaky --wait --timeout "$READY_MS"
-revived=0
-for i in 1 2 3 4; do
-  old=$(ident flaky)
-  sleep 30
-  xr kill -9 "${old%/*}"
-  t0=$(_now_ms)
-  if poll 10000 ready flaky "$old"; then
-    revived=$((revived + 1))
-    note "kill $i: running again after $(( $(_now_ms) - t0 )) ms"
-  else
-    note "kill $i: $(line flaky)"
-  fi
-done
+kills flaky 4 30
 check_eq "revived 4 times out of 4, never parked" "4 running" sh -c "echo $revived $(jkey flaky desired_state)"

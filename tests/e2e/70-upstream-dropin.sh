@@ -10,11 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/gateways/hermes.sh"
 
-VENV=${HERMES_VENV:-/opt/hermes-agent-0.19.0}
-if ! "$VENV/bin/hermes" --version 2>/dev/null | grep -q '^Hermes Agent v0\.19\.0 '; then
-  fail "the real gateway is installed in $VENV (run tools/venv.sh)"
-  exit 1
-fi
+need_real_gateway
 e2e_project_image || exit 1
 install -D -m 0755 "$E2E_ROOT/tests/e2e/upstream/main-wrapper.sh" "$IMAGE_SRC/opt/hermes/docker/main-wrapper.sh"
 # hermes-s6's front (/usr/local/bin/hermes) before upstream's CLI, as the

@@ -4,6 +4,7 @@
 #   . "$(dirname "$0")/lib.sh"
 #   . "$(dirname "$0")/gateways/hermes.sh"
 #
+#   need_real_gateway        VENV = hermes-agent 0.19.0's venv, or fail the script
 #   hermes_image             IMAGE_SRC = the project as `make install` stages it;
 #                            the stand-in gateways of this directory bound
 #                            read-only at $GW_DIR; HERMES_GATEWAY_CMD="$GW_DIR/gw {profile}"
@@ -24,6 +25,16 @@
 # shellcheck shell=bash
 
 GW_DIR=/usr/local/lib/hermes-test
+
+# need_real_gateway: VENV = the real gateway's venv (tools/venv.sh,
+# hermes-agent 0.19.0), or the script fails here
+need_real_gateway() {
+  VENV=${HERMES_VENV:-/opt/hermes-agent-0.19.0}
+  if ! "$VENV/bin/hermes" --version 2>/dev/null | grep -q '^Hermes Agent v0\.19\.0 '; then
+    fail "the real gateway is installed in $VENV (run tools/venv.sh)"
+    exit 1
+  fi
+}
 HERMES_UID_CT=10000
 
 hermes_image() {
