@@ -33,8 +33,10 @@ impl Entry {
         }
     }
 
-    pub fn prior(&self) -> &str {
-        self.prior_state.as_deref().unwrap_or("None")
+    /// The prior intent as printed: `None`, or the value, escaped (it comes
+    /// from a file the gateway writes).
+    pub fn prior(&self) -> std::borrow::Cow<'_, str> {
+        crate::error::escape(self.prior_state.as_deref().unwrap_or("None"))
     }
 
     /// The stdout line of `reconcile`.

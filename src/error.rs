@@ -66,6 +66,27 @@ pub fn refused(msg: impl Into<String>) -> Error {
     Error::Refused(msg.into())
 }
 
+/// A value from a file anybody but root may write (a gateway's state, a
+/// directory name), made safe for a line-oriented output read by root or a
+/// boot log: every byte outside a small safe set becomes `\xHH`, so a value
+/// can neither end the line, forge another `key=value`, nor reach a terminal
+/// as an escape sequence. Values made of safe bytes come out unchanged.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b"_.:@+/,-?".contains(&b);
+    if s.bytes().all(safe) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if safe(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{:02x}", b));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Print a warning in the uniform format; warnings never change the exit code.
 pub fn warn(msg: impl fmt::Display) {
     eprintln!("hermes-s6: warning: {}", msg);
@@ -79,5 +100,25 @@ pub fn out(text: &str) {
     let mut o = std::io::stdout().lock();
     if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
         warn(format_args!("unable to write to stdout: {}", os_text(&e)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escape_keeps_plain_values_and_defuses_forged_lines() {
+        assert_eq!(escape("running"), "running");
+        assert_eq!(escape("signal:SIG???"), "signal:SIG???");
+        assert_eq!(
+            escape("/opt/data/profiles/BadName"),
+            "/opt/data/profiles/BadName"
+        );
+        let forged = "running\nprofile=admin slot=registered s6=up pid=1\u{1b}[2J";
+        let e = escape(forged);
+        assert!(!e.contains('\n') && !e.contains('\u{1b}') && !e.contains(' ') && !e.contains('='));
+        assert_eq!(e, "running\\x0aprofile\\x3dadmin\\x20slot\\x3dregistered\\x20s6\\x3dup\\x20pid\\x3d1\\x1b[2J".replace("[", "\\x5b"));
+        assert_eq!(escape("é"), "\\xc3\\xa9");
     }
 }

@@ -30,7 +30,8 @@ pub fn validate(name: &str) -> Result<()> {
         None => Ok(()),
         Some(why) => Err(usage(format!(
             "invalid profile name '{}': {} (expected ^[a-z0-9][a-z0-9_-]{{0,63}}$)",
-            name, why
+            crate::error::escape(name),
+            why
         ))),
     }
 }
@@ -377,7 +378,10 @@ mod tests {
     fn rejected(name: &str) {
         match validate(name) {
             Err(Error::Usage(m)) => assert!(
-                m.contains(&format!("invalid profile name '{}'", name)),
+                m.contains(&format!(
+                    "invalid profile name '{}'",
+                    crate::error::escape(name)
+                )),
                 "{}",
                 m
             ),

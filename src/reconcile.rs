@@ -51,7 +51,7 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
         if ft.is_symlink() && fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
             warn(format_args!(
                 "skipping {}: a symbolic link (profile directories are not followed)",
-                path.display()
+                crate::error::escape(&path.display().to_string())
             ));
             continue;
         }
@@ -61,7 +61,7 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
         let Some(name) = ent.file_name().to_str().map(str::to_string) else {
             warn(format_args!(
                 "skipping {}: name is not UTF-8",
-                path.display()
+                crate::error::escape(&path.display().to_string())
             ));
             continue;
         };
@@ -74,7 +74,7 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
             Err(e) => {
                 warn(format_args!(
                     "skipping profile directory {}: {}",
-                    path.display(),
+                    crate::error::escape(&path.display().to_string()),
                     crate::error::os_text(&e)
                 ));
                 continue;
@@ -83,12 +83,16 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
         if name == profile::DEFAULT {
             warn(format_args!(
                 "skipping {}: 'default' is the root profile ($HERMES_HOME itself)",
-                path.display()
+                crate::error::escape(&path.display().to_string())
             ));
             continue;
         }
         if let Err(e) = profile::validate(&name) {
-            warn(format_args!("skipping {}: {}", path.display(), e));
+            warn(format_args!(
+                "skipping {}: {}",
+                crate::error::escape(&path.display().to_string()),
+                e
+            ));
             continue;
         }
         names.push(name);

@@ -132,6 +132,12 @@ pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
     r
 }
 
+/// A value from the gateway's state file: `-` when absent, else escaped.
+fn esc(v: &Option<String>) -> String {
+    v.as_deref()
+        .map_or_else(|| "-".to_string(), |v| crate::error::escape(v).into_owned())
+}
+
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref()
         .map_or_else(|| "-".to_string(), |v| v.to_string())
@@ -147,10 +153,10 @@ impl Row {
             self.s6,
             opt(&self.pid),
             opt(&self.seconds),
-            opt(&self.desired_state),
-            opt(&self.gateway_state),
+            esc(&self.desired_state),
+            esc(&self.gateway_state),
             self.last_exit.as_deref().unwrap_or("-").replace(' ', ":"),
-            opt(&self.exit_reason),
+            esc(&self.exit_reason),
             self.health,
             self.port
         )

@@ -374,3 +374,30 @@ fn binary_path_is_what_slots_call() {
         run
     );
 }
+
+#[test]
+fn status_and_reconcile_never_print_a_gateways_forged_line_or_escape_sequence() {
+    let f = Scandir::new("cli-forged");
+    f.profile("coder");
+    f.write_state(
+        "coder",
+        "{\"desired_state\":\"running\\nprofile=admin slot=registered s6=up pid=1\\u001b[2J\",\"gateway_state\":\"x y=z\",\"exit_reason\":\"\\u001b]0;pwned\\u0007\"}",
+    );
+    let o = f.hs(&["reconcile", "--dry-run"]).ok();
+    assert!(
+        !o.stdout.contains('\u{1b}') && !o.stdout.contains("profile=admin"),
+        "{:?}",
+        o
+    );
+    assert_eq!(o.lines().len(), 2, "one line per profile: {:?}", o);
+    let o = f.hs(&["status"]).ok();
+    assert!(
+        !o.stdout.contains('\u{1b}') && !o.stdout.contains('\u{7}'),
+        "{:?}",
+        o
+    );
+    assert_eq!(o.lines().len(), 3, "{:?}", o);
+    let coder = o.lines()[2].to_string();
+    assert!(coder.contains(" gateway_state=x\\x20y\\x3dz "), "{}", coder);
+    assert!(!coder.contains(" profile=admin"), "{}", coder);
+}
