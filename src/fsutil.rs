@@ -12,6 +12,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A temp file whose writer is alive is left alone unless it is older than this.
 const STALE_TEMP_SECS: i64 = 600;
@@ -278,16 +279,53 @@ pub fn lock_exclusive(path: &Path) -> Result<Lock> {
     if !m.file_type().is_file() {
         return Err(refuse("lock", path, describe(&m)));
     }
+    // Bounded: a lock somebody holds forever (a hermes process, a stuck
+    // writer) must not hang an operator's command or a boot.
+    let limit = std::time::Duration::from_millis(LOCK_WAIT_MS.load(Ordering::Relaxed));
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
     loop {
         // SAFETY: valid fd.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return Ok(Lock { _file: f });
         }
         let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(sys("lock", path, e));
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+            _ => return Err(sys("lock", path, e)),
         }
+        if start.elapsed() >= limit {
+            let holder = lock_holder(m.ino())
+                .map(|pid| format!(" (held by pid {})", pid))
+                .unwrap_or_default();
+            return Err(Error::Refused(format!(
+                "timed out after {} ms waiting for the lock {}{}",
+                limit.as_millis(),
+                path.display(),
+                holder
+            )));
+        }
+        std::thread::sleep(pause.min(limit.saturating_sub(start.elapsed())));
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
+}
+
+/// How long [`lock_exclusive`] waits, in ms: the command's `--timeout` when it
+/// has one (main sets it), else 10 s.
+pub static LOCK_WAIT_MS: AtomicU64 = AtomicU64::new(10_000);
+
+/// The pid holding a flock on inode `ino`, from /proc/locks, if it says.
+fn lock_holder(ino: u64) -> Option<u32> {
+    let b = read_file(Path::new("/proc/locks"), 1 << 20).ok()??;
+    let text = String::from_utf8_lossy(&b);
+    let suffix = format!(":{}", ino);
+    text.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+        (w.get(1) == Some(&"FLOCK") && w.get(5).is_some_and(|d| d.ends_with(&suffix)))
+            .then(|| w.get(4)?.parse().ok())
+            .flatten()
+    })
 }
 
 /// unlink(2); a missing file is `Ok(false)`.

@@ -168,21 +168,31 @@ fn int_arg(cmd: &str, what: &str, v: &str) -> Result<i32> {
         .map_err(|_| usage(format!("{}: {} must be an integer, got '{}'", cmd, what, v)))
 }
 
-/// Commands that write slots or state. Run as root, they act as the hermes
-/// user: a root-owned slot in the hermes-owned tree would be unusable by its
-/// supervisor, and root has no business writing hermes' files.
-const WRITERS: &[&str] = &[
+/// Commands that act as the hermes user when run as root. The writers: a
+/// root-owned slot in the hermes-owned tree would be unusable by its
+/// supervisor, and root has no business writing hermes' files. The readers
+/// too: everything they read (homes, state files, slots) is the hermes
+/// user's, and a link planted there must not let root read for hermes what
+/// hermes may not read.
+const AS_HERMES: &[&str] = &[
     "reconcile",
     "register",
     "unregister",
     "start",
     "stop",
     "restart",
+    "status",
+    "list",
+    "pid",
 ];
 
 fn dispatch(cmd: &str, a: Args) -> Result<i32> {
     let cfg = Config::from_env();
-    if WRITERS.contains(&cmd) {
+    // Every lock wait obeys the command's own --timeout.
+    if let Some(t) = a.timeout {
+        hermes_s6::fsutil::LOCK_WAIT_MS.store(t, std::sync::atomic::Ordering::Relaxed);
+    }
+    if AS_HERMES.contains(&cmd) {
         // Bad usage is 100 whoever runs it: check the names before the
         // account they would run as.
         for p in &a.positional {

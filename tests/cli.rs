@@ -401,3 +401,65 @@ fn status_and_reconcile_never_print_a_gateways_forged_line_or_escape_sequence() 
     assert!(coder.contains(" gateway_state=x\\x20y\\x3dz "), "{}", coder);
     assert!(!coder.contains(" profile=admin"), "{}", coder);
 }
+
+#[test]
+fn a_held_state_lock_times_out_with_the_commands_timeout_naming_the_holder() {
+    let f = Scandir::new("cli-lockwait");
+    let home = f.profile("coder");
+    let lock = home.join(".gateway_state.lock");
+    fs::write(&lock, "").unwrap();
+    // somebody (a hermes process) holds the lock and never lets go
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("flock(1)");
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(5)
+        && !fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .contains(&format!(":{} ", {
+                use std::os::unix::fs::MetadataExt;
+                fs::metadata(&lock).unwrap().ino()
+            }))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let t0 = std::time::Instant::now();
+    let o = f.hs(&["stop", "coder", "--timeout", "500"]).code(1);
+    let took = t0.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took < std::time::Duration::from_secs(3), "{:?}", took);
+    assert!(
+        o.stderr
+            .contains("timed out after 500 ms waiting for the lock"),
+        "{:?}",
+        o
+    );
+    assert!(o.stderr.contains("held by pid "), "{:?}", o);
+    assert!(!home.join("gateway_state.json").exists(), "nothing written");
+}
+
+#[test]
+fn root_status_reads_a_planted_profile_link_as_the_hermes_user() {
+    let f = Scandir::new("cli-rootlink");
+    // a root-only directory with a secret state file
+    let secret = f.home.parent().unwrap().join("root-only");
+    fs::create_dir_all(&secret).unwrap();
+    fs::write(
+        secret.join("gateway_state.json"),
+        r#"{"desired_state":"ROOT-ONLY-SECRET-42"}"#,
+    )
+    .unwrap();
+    fs::write(secret.join("SOUL.md"), "x").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o700)).unwrap();
+    // the hermes user plants a link as a profile, and a slot for it
+    fs::create_dir_all(f.home.join("profiles")).unwrap();
+    std::os::unix::fs::symlink(&secret, f.home.join("profiles/leak")).unwrap();
+    fs::create_dir_all(f.scandir.join("gateway-leak")).unwrap();
+    let o = f.hs_env(&[("HERMES_S6_USER", "10000:10000")], &["status", "leak"]);
+    assert!(!o.stdout.contains("ROOT-ONLY-SECRET-42"), "{:?}", o);
+    assert!(!o.stderr.contains("ROOT-ONLY-SECRET-42"), "{:?}", o);
+}

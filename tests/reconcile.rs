@@ -359,7 +359,8 @@ fn invalid_profile_name_is_skipped_with_a_warning_and_others_reconciled() {
         assert!(
             o.stderr
                 .lines()
-                .any(|l| l.starts_with("hermes-s6: warning: skipping ") && l.contains(bad)),
+                .any(|l| l.starts_with("hermes-s6: warning: skipping ")
+                    && l.contains(&*hermes_s6::error::escape(bad))),
             "no warning for {}: {:?}",
             bad,
             o

@@ -195,10 +195,13 @@ fn unlocked_writers_lose_updates_so_the_check_is_real() {
     );
 }
 
-/// Is `pid` blocked in flock(2) right now? (x86_64 syscall 73, from /proc/PID/syscall.)
+/// Is `pid` waiting for a flock right now? The wait is bounded: flock(2)
+/// with LOCK_NB (x86_64 syscall 73) between short sleeps (nanosleep 35,
+/// clock_nanosleep 230), read from /proc/PID/syscall; hermes-s6 sleeps
+/// nowhere else before a lock.
 fn in_flock(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{}/syscall", pid))
-        .is_ok_and(|s| s.split_whitespace().next() == Some("73"))
+        .is_ok_and(|s| matches!(s.split_whitespace().next(), Some("73" | "35" | "230")))
 }
 
 /// A failed `stop` rolls back only its own change: another hermes-s6 writer's update that
