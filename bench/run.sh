@@ -148,6 +148,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# stage_image: STAGE = the project as `make install` stages it for the test
+# container (items 5 and 7), made once per run.
+stage_image() {
+  STAGE=$W/stage
+  [ -d "$STAGE" ] && return 0
+  make -C "$ROOT" --no-print-directory install DESTDIR="$STAGE" PREFIX=/usr/local SHEBANGDIR=/command \
+    SERVICE_STYLE=services.d > "$RAW/install.log" 2>&1 || { tail -20 "$RAW/install.log" >&2; die "make install failed"; }
+}
+
 # wait_for TIMEOUT_MS CMD...: poll CMD until it succeeds; status 1 on timeout.
 wait_for() {
   local deadline=$(($(now_ms) + $1))
@@ -499,9 +508,7 @@ if ! skipped 5; then
     echo "Skipped: no test-container harness at \`$CT\` (needs boot.sh, exec-as-hermes.sh, rm.sh)." >> "$(sec 5)"
   else
     say "5: container boot with 0 $CT_NS autostart gateways (harness: $CT)"
-    STAGE=$W/stage
-    make -C "$ROOT" --no-print-directory install DESTDIR="$STAGE" PREFIX=/usr/local SHEBANGDIR=/command \
-      SERVICE_STYLE=services.d > "$RAW/install.log" 2>&1 || { tail -20 "$RAW/install.log" >&2; die "make install failed"; }
+    stage_image
     echo "HERMES_GATEWAY_CMD=sleep 100000" > "$W/ct.env"
     export IMAGE_SRC=$STAGE CT_ENV_FILE=$W/ct.env S6_KILL_GRACETIME=200 S6_SERVICES_GRACETIME=3000
     # ct_boot N: boot.sh, then poll until N gateways say s6=up. Sets TB (boot.sh
@@ -584,9 +591,7 @@ if ! skipped 7; then
     echo "Skipped: no hermes-agent venv at \`$VENV\` (\`make venv\`)." >> "$(sec 7)"
   else
     say "7: real gateway ($VENV): start → ready, 10 times; kill -9 → ready, 10 times"
-    STAGE=$W/stage7
-    make -C "$ROOT" --no-print-directory install DESTDIR="$STAGE" PREFIX=/usr/local SHEBANGDIR=/command \
-      SERVICE_STYLE=services.d > "$RAW/install7.log" 2>&1 || die "make install failed"
+    stage_image
     export CT_DIR=$W/ct-real IMAGE_SRC=$STAGE CT_ENV_FILE=$W/ct7.env S6_KILL_GRACETIME=200
     export CT_PATH="$VENV/bin:/command:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     : > "$CT_ENV_FILE"
