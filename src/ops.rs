@@ -252,7 +252,7 @@ fn ensure_slot(cfg: &Config, p: &str) -> Result<()> {
 fn is_up(st: &Status, dir: &Path, not_pid: u64, home: &Path) -> bool {
     st.up
         && st.pid != not_pid
-        && (st.ready || !slot::notifies_readiness(dir))
+        && slot::is_ready(st, dir)
         && state::load(home)
             .ok()
             .flatten()

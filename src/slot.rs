@@ -103,10 +103,11 @@ pub fn set_autostart(dir: &Path, autostart: bool) -> Result<()> {
     }
 }
 
-/// Does this slot's gateway notify readiness (`notification-fd`)? s6 sets
-/// its ready flag only then; for the others, up is ready.
-pub fn notifies_readiness(dir: &Path) -> bool {
-    dir.join("notification-fd").exists()
+/// Is the slot's gateway ready? s6 sets its ready flag only for a slot with
+/// a `notification-fd`; for the others, up is ready. (The stat is made only
+/// when the flag alone cannot tell.)
+pub fn is_ready(st: &svstat::Status, dir: &Path) -> bool {
+    st.ready || (st.up && !dir.join("notification-fd").exists())
 }
 
 /// Everything a slot is made of, for one profile.

@@ -87,7 +87,7 @@ pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
         let dir = cfg.slot_dir(p);
         match svstat::read(&dir) {
             Ok(Some(st)) => {
-                let ready = st.ready || (st.up && !slot::notifies_readiness(&dir));
+                let ready = slot::is_ready(&st, &dir);
                 r.up = st.up;
                 r.s6 = if st.up {
                     "up"
