@@ -87,4 +87,10 @@ ENV HERMES_HOME=/opt/data \
     HERMES_S6_HERMES=/opt/hermes/.venv/bin/hermes \
     S6_BEHAVIOUR_IF_STAGE2_FAILS=2
 VOLUME ["/opt/data"]
+# Healthy when every gateway meant to run is ready here or held by a live
+# gateway in another container sharing the volume (SPEC §8): reads files,
+# spawns nothing per profile. The start period covers the gateway's own
+# 1.5-5 s startup.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/usr/local/bin/hermes-s6", "health"]
 ENTRYPOINT ["/init"]

@@ -310,6 +310,54 @@ pub fn lock_exclusive(path: &Path) -> Result<Lock> {
     }
 }
 
+/// Try to take an exclusive flock on `path` without waiting: `Ok(None)` when
+/// somebody else holds it. Opened read-write (over NFS, Linux turns flock into
+/// a POSIX write lock, which needs a writable fd), never through a symlink,
+/// never blocking on a FIFO; `create` makes a missing file 0644. The lock goes
+/// with the returned file (close-on-exec: whoever must keep it across an exec
+/// says so, `clear_cloexec`).
+pub fn try_lock(path: &Path, create: bool) -> Result<Option<File>> {
+    let mut flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    if create {
+        flags |= libc::O_CREAT;
+    }
+    let f = open_raw(path, flags, 0o644).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            refuse("lock", path, "it is a symbolic link")
+        } else {
+            sys("open", path, e)
+        }
+    })?;
+    let m = f.metadata().map_err(|e| sys("stat", path, e))?;
+    if !m.file_type().is_file() {
+        return Err(refuse("lock", path, describe(&m)));
+    }
+    loop {
+        // SAFETY: valid fd.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(f));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(None),
+            _ => return Err(sys("lock", path, e)),
+        }
+    }
+}
+
+/// Let `f` survive an exec (the lease the gateway must hold itself).
+pub fn clear_cloexec(f: &File) -> Result<()> {
+    // SAFETY: F_SETFD on a valid fd.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
+        return Err(Error::System(format!(
+            "unable to keep the lease across exec: {}",
+            crate::error::os_text(&io::Error::last_os_error())
+        )));
+    }
+    Ok(())
+}
+
 /// How long [`lock_exclusive`] waits, in ms: the command's `--timeout` when it
 /// has one (main sets it), else 10 s.
 pub static LOCK_WAIT_MS: AtomicU64 = AtomicU64::new(10_000);

@@ -8,6 +8,7 @@
 use crate::clock;
 use crate::error::{warn, Error, Result};
 use crate::fsutil;
+use crate::lease;
 use crate::marker;
 use crate::procfs;
 use crate::profile::{self, Config};
@@ -259,8 +260,18 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
             home.display()
         )));
     }
+    // One gateway per profile across containers (SPEC §8): while another
+    // container's gateway holds the lease, this run stands by, writing
+    // nothing into the home.
+    let slot = own_slot(cfg, p);
+    let mut lease = lease::take_or_stand_by(cfg, p, &slot)?;
     let pid = std::process::id();
     let start = procfs::start_time(pid).ok();
+    if let Some(l) = lease.as_mut() {
+        if let Err(e) = l.publish(&lease::Holder::me(pid, start)) {
+            warn(format_args!("profile '{}': {}", p, e.message()));
+        }
+    }
     // The intent must be on disk before the gateway exists; a state that
     // cannot be written must not keep the gateway from running, though.
     // A gateway that reports readiness is `starting` until it says otherwise.
@@ -292,7 +303,6 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
     }
     clear_stale_pidfile(&home, pid);
     gateway_env(cfg, p);
-    let slot = own_slot(cfg, p);
     if let Err(e) = std::env::set_current_dir(&home) {
         warn(format_args!(
             "unable to chdir to {}: {}",
@@ -300,16 +310,23 @@ pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
             crate::error::os_text(&e)
         ));
     }
-    // Only a slot built for it hands us the notification fd; a slot's
-    // named profile is watched for deletion whatever its mode.
+    // Only a slot built for it hands us the notification fd; every slot's
+    // gateway is watched (deletion, another container's stop or restart).
     let watch = ready::Watch {
         cfg,
         profile: p,
         slot: &slot,
         notify: (slot_mode == Some(Readiness::State)).then_some(ready::NOTIFY_FD),
+        lease_fd: lease.as_ref().map(lease::Lease::raw_fd),
     };
-    if slot_mode.is_some() && watch.needed() {
+    if slot_mode.is_some() {
         ready::spawn_watcher(&watch);
+    }
+    // The gateway itself holds the lease from here on.
+    if let Some(l) = lease {
+        if let Err(e) = l.hand_to_exec() {
+            warn(format_args!("profile '{}': {}", p, e.message()));
+        }
     }
     Err(exec(&argv))
 }
@@ -398,16 +415,51 @@ fn lived_secs(start_ticks: u64, now: i64) -> Option<i64> {
 /// `hermes-s6 log P`: the slot's logger. s6-log into
 /// `$HERMES_HOME/logs/gateways/P` (10 archives of 1 MB, ISO-8601 stamps, and
 /// a copy on stdout for `docker logs`), as the hermes user.
+///
+/// One writer per log directory (SPEC §8): the logger holds `writer.lock` in
+/// the directory for its whole life (the fd goes to s6-log), and a logger
+/// that finds it held — another container's, on the same volume — writes
+/// `logs/gateways/P@HOST` instead (then `P@HOST-NS` should the host name be
+/// shared too). s6-log's own `lock` is never deleted: a flock is never stale,
+/// and deleting it is what once let two s6-logs write one directory.
 pub fn log(cfg: &Config, p: &str) -> Result<()> {
     profile::validate(p)?;
     profile::drop_privileges(cfg)?;
     let logs = cfg.hermes_home.join("logs");
-    let dir = logs.join("gateways").join(p);
+    let gateways = logs.join("gateways");
     fsutil::ensure_dir(&logs, 0o755)?;
-    fsutil::ensure_dir(&logs.join("gateways"), 0o755)?;
-    fsutil::ensure_dir(&dir, 0o755)?;
-    // A stale s6-log lock on a bind mount would keep the logger down (upstream #41712).
-    let _ = fsutil::remove_file(&dir.join("lock"));
+    fsutil::ensure_dir(&gateways, 0o755)?;
+    let host = log_host();
+    let ns = lease::node();
+    let ns = ns.rsplit('/').next().unwrap_or("");
+    let names = [
+        p.to_string(),
+        format!("{}@{}", p, host),
+        format!("{}@{}-{}", p, host, ns),
+    ];
+    let mut i = 0;
+    let dir = loop {
+        let dir = gateways.join(&names[i]);
+        fsutil::ensure_dir(&dir, 0o755)?;
+        if let Some(f) = fsutil::try_lock(&dir.join(LOG_WRITER_LOCK), true)? {
+            fsutil::clear_cloexec(&f)?;
+            std::mem::forget(f); // s6-log's from the exec on
+            break dir;
+        }
+        if i + 1 < names.len() {
+            i += 1;
+        } else {
+            std::thread::sleep(lease::POLL);
+        }
+    };
+    if i > 0 {
+        eprintln!(
+            "hermes-s6: profile '{}': {} has another writer (another container's logger): logging to {}",
+            p,
+            gateways.join(p).display(),
+            dir.display()
+        );
+    }
     let argv: Vec<String> = vec![
         cfg.tool("s6-log").display().to_string(),
         "-b".into(),
@@ -419,6 +471,29 @@ pub fn log(cfg: &Config, p: &str) -> Result<()> {
         dir.display().to_string(),
     ];
     Err(exec(&argv))
+}
+
+/// The lock a logger holds in its log directory.
+pub const LOG_WRITER_LOCK: &str = "writer.lock";
+
+/// The host name as a file-name part: `[A-Za-z0-9._-]`, at most 64 bytes.
+fn log_host() -> String {
+    let h: String = lease::hostname()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if h.starts_with('.') {
+        format!("_{}", h)
+    } else {
+        h
+    }
 }
 
 /// execvp; returns the error (the caller exits 111, a failed system call).
@@ -471,6 +546,29 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
         );
         return Ok(NO_RESTART);
     }
+    let slot = own_slot(cfg, p);
+    // A run that stood by never wrote into the home: nothing to classify.
+    if lease::forget_standby(&slot) {
+        return Ok(0);
+    }
+    // The dead gateway's record is written under its lease: if another
+    // container's gateway holds it already, the record is that one's now.
+    let _lease = match lease::take_after_death(&home) {
+        Ok(None) => {
+            let who = lease::recorded(&home).map_or_else(|| "another container".into(), |h| h.label());
+            eprintln!(
+                "hermes-s6: profile '{}': its gateway now runs on {}: standing by",
+                p, who
+            );
+            let _ = ready::consume(&slot, None);
+            return Ok(0);
+        }
+        Ok(l) => l,
+        Err(e) => {
+            warn(format_args!("profile '{}': {}", p, e.message()));
+            None
+        }
+    };
     let (now, _) = clock::now();
     // Identity of the dead gateway: what `run` recorded (supervise/status
     // holds finish's own pid by now).
@@ -483,7 +581,6 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     // The home marker (the gateway may have consumed it already) and the
     // slot's copy (ops::mark); both are always deleted once read.
     let mut m = None;
-    let slot = own_slot(cfg, p);
     for dir in [home.clone(), slot.join("data")] {
         match marker::consume(&dir, dead_pid, dead_start, now) {
             Ok(found) => m = m.or(found),

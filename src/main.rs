@@ -22,6 +22,7 @@ commands:
   stop    P|--all [--wait [--timeout MS]]   persist desired_state=stopped, bring it down
   restart P|--all [--wait [--timeout MS]]   restart with a new pid, even if stopped
   status [P] [--json]             s6 and intent state of every (or one) profile
+  health                          exit 0 when every gateway meant to run is ready (here or elsewhere)
   list                            profiles that have a slot, sorted
   pid P                           pid of P's running gateway (exit 1 when down)
   port P                          P's port
@@ -43,6 +44,7 @@ fn help_for(cmd: &str) -> &'static str {
         "stop" => "usage: hermes-s6 stop P|--all [--wait [--timeout MS]]\n\nPersist desired_state=stopped, write the planned-stop marker into P's home, then bring the gateway down. If s6 refuses, the previous state is restored and the exit is 1.",
         "restart" => "usage: hermes-s6 restart P|--all [--wait [--timeout MS]]\n\nPersist desired_state=running, write a restart marker, and restart: the gateway comes back with a new pid even if it was stopped.",
         "status" => "usage: hermes-s6 status [P] [--json]\n\nOne line per registered or real profile (after a `Manager:` line), or one JSON document.",
+        "health" => "usage: hermes-s6 health\n\nExit 0 when every real profile whose intent is `running` is ready here or held by a live gateway in another container (its lease), else 1 with one line per problem. For HEALTHCHECK and liveness/readiness probes: spawns nothing.",
         "list" => "usage: hermes-s6 list\n\nThe profiles that have a slot, one per line, sorted.",
         "pid" => "usage: hermes-s6 pid P\n\nPrint the pid of P's running gateway; exit 1 when it is not up.",
         "port" => "usage: hermes-s6 port P\n\nPrint P's port: 9200 + (first 4 bytes of SHA-256(P)) mod 600.",
@@ -182,6 +184,7 @@ const AS_HERMES: &[&str] = &[
     "stop",
     "restart",
     "status",
+    "health",
     "list",
     "pid",
 ];
@@ -228,6 +231,10 @@ fn dispatch(cmd: &str, a: Args) -> Result<i32> {
                 want(&a, cmd, 1)?;
             }
             status::status(&cfg, a.positional.first().map(String::as_str), a.json)
+        }
+        "health" => {
+            want(&a, cmd, 0)?;
+            status::health(&cfg)
         }
         "list" => {
             want(&a, cmd, 0)?;
@@ -281,6 +288,7 @@ const COMMANDS: &[&str] = &[
     "stop",
     "restart",
     "status",
+    "health",
     "list",
     "pid",
     "port",

@@ -27,6 +27,9 @@ pub struct Marker {
     pub written_at: i64,
     /// `Some("restart")` for restarts.
     pub action: Option<String>,
+    /// The container that wrote it, when it is not the one whose gateway it
+    /// targets (`lease::node`): that container's watcher acts on it (SPEC §8).
+    pub origin: Option<String>,
 }
 
 impl Marker {
@@ -54,6 +57,9 @@ impl Marker {
         if let Some(a) = &self.action {
             doc.push(("action".to_string(), Value::string(a)));
         }
+        if let Some(o) = &self.origin {
+            doc.push(("origin".to_string(), Value::string(o)));
+        }
         Value::Object(doc).to_json()
     }
 
@@ -79,12 +85,14 @@ impl Marker {
             .unwrap_or(0);
         let written_at = stamp_secs(v.get("written_at")?)?;
         let action = v.get("action").and_then(Value::as_str).map(str::to_string);
+        let origin = v.get("origin").and_then(Value::as_str).map(str::to_string);
         Some(Marker {
             target_pid,
             target_start_time,
             stopper_pid,
             written_at,
             action,
+            origin,
         })
     }
 
@@ -116,6 +124,21 @@ pub fn write(home: &Path, target_pid: u32, action: Option<&str>) -> Result<()> {
         stopper_pid: std::process::id(),
         written_at: clock::now_secs(),
         action: action.map(str::to_string),
+        origin: None,
+    };
+    write_marker(home, &m)
+}
+
+/// Write a marker for a gateway that runs in another container (its pid and
+/// start time from the lease), saying which container asks.
+pub fn write_remote(home: &Path, h: &crate::lease::Holder, action: Option<&str>) -> Result<()> {
+    let m = Marker {
+        target_pid: h.pid,
+        target_start_time: h.start_time,
+        stopper_pid: std::process::id(),
+        written_at: clock::now_secs(),
+        action: action.map(str::to_string),
+        origin: Some(crate::lease::node()),
     };
     write_marker(home, &m)
 }
@@ -200,6 +223,7 @@ mod tests {
             stopper_pid: 977,
             written_at,
             action: None,
+            origin: None,
         }
     }
 

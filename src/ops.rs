@@ -11,6 +11,7 @@
 use crate::control;
 use crate::error::{refused, warn, Error, Result};
 use crate::fsutil;
+use crate::lease::{self, Holder};
 use crate::lifecycle::Tally;
 use crate::marker;
 use crate::profile::{self, Config};
@@ -196,6 +197,69 @@ fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> bool {
     true
 }
 
+/// The marker for a gateway that runs in another container: that
+/// container's watcher carries it out (SPEC §8).
+fn mark_remote(home: &Path, h: &Holder, action: Option<&str>) -> bool {
+    match marker::write_remote(home, h, action) {
+        Ok(()) => true,
+        Err(e) => {
+            warn(format_args!(
+                "profile home {}: no planned-stop marker for the gateway on {}: {}",
+                home.display(),
+                h.label(),
+                e
+            ));
+            false
+        }
+    }
+}
+
+/// The gateway of this profile is ready in another container (not `not`,
+/// the one a restart replaces): its lease is held there and its own record
+/// says running, with its pid.
+fn ready_elsewhere(home: &Path, not: Option<&Holder>) -> Option<Holder> {
+    let h = lease::elsewhere(home)?;
+    if not.is_some_and(|n| n.node == h.node && n.pid == h.pid) {
+        return None;
+    }
+    let st = state::load(home).ok()??;
+    (st.gateway_state() == Some("running") && st.pid() == Some(h.pid)).then_some(h)
+}
+
+/// `--wait` on start/restart: ready here, or in another container (said).
+fn wait_ready(
+    p: &str,
+    what: &str,
+    w: Wait,
+    dir: &Path,
+    home: &Path,
+    not_pid: u64,
+    not_holder: Option<&Holder>,
+) -> Result<()> {
+    let mut there = None;
+    wait_for(
+        p,
+        what,
+        w,
+        |s| {
+            if is_up(s, dir, not_pid, home) {
+                return true;
+            }
+            there = ready_elsewhere(home, not_holder);
+            there.is_some()
+        },
+        dir,
+    )?;
+    if let Some(h) = there {
+        eprintln!(
+            "hermes-s6: profile '{}': ready on {} (another container; this one stands by)",
+            p,
+            h.label()
+        );
+    }
+    Ok(())
+}
+
 fn unmark(home: &Path, dir: &Path) {
     let _ = marker::remove(home);
     let _ = marker::remove(&dir.join("data"));
@@ -317,7 +381,7 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     // A start clears the crash-loop count (SPEC §3.3), once it happened.
     let _ = Tally::clear(&dir);
-    wait_for(p, "up", w, |s| is_up(s, &dir, leaving, &home), &dir)
+    wait_ready(p, "up", w, &dir, &home, leaving, None)
 }
 
 /// `stop P`.
@@ -325,12 +389,18 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     profile::validate(p)?;
     let home = cfg.home(p);
     let dir = cfg.slot_dir(p);
+    // Its gateway may run in another container, which carries the stop out.
+    let away = lease::elsewhere(&home);
     if !slot::is_registered(cfg, p) {
         if !cfg.is_real(p) {
             return Err(no_such(cfg, p));
         }
-        // Nothing runs; the intent still has to survive the next boot.
+        // Nothing runs here; the intent still has to survive the next boot.
         set_desired(&home, "stopped")?;
+        if let Some(h) = &away {
+            mark_remote(&home, h, None);
+            return wait_lease_free(p, w, &home);
+        }
         return Ok(());
     }
     if !cfg.is_real(p) {
@@ -350,7 +420,10 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     let pid = up_pid(&dir)?;
     let prev = set_desired(&home, "stopped")?;
-    let marked = pid.is_some_and(|pid| mark(&home, &dir, pid, None));
+    let marked = match &away {
+        Some(h) => mark_remote(&home, h, None),
+        None => pid.is_some_and(|pid| mark(&home, &dir, pid, None)),
+    };
     let had_down = dir.join("down").exists();
     let sent = slot::set_autostart(&dir, false).and_then(|_| control::svc(&dir, "d"));
     if let Err(e) = sent {
@@ -361,7 +434,26 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         }
         return Err(e);
     }
-    wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir)
+    wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir)?;
+    if away.is_some() {
+        return wait_lease_free(p, w, &home);
+    }
+    Ok(())
+}
+
+/// `stop --wait` of a gateway in another container: down means its lease is free.
+fn wait_lease_free(p: &str, w: Wait, home: &Path) -> Result<()> {
+    if !w.wait {
+        return Ok(());
+    }
+    if control::wait_until(w.timeout, || Ok(!lease::held(home)))? {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "profile '{}': timed out after {} ms waiting for the gateway in another container to be down",
+        p,
+        w.timeout.as_millis()
+    )))
 }
 
 /// `restart P`: comes back with a new pid even if it was stopped before.
@@ -394,11 +486,18 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             return Err(e);
         }
     };
-    let marked = old.is_some_and(|pid| mark(&home, &dir, pid, Some("restart")));
+    // A gateway in another container is restarted there (its watcher does
+    // it); this side only makes sure its own slot is up (standing by).
+    let away = lease::elsewhere(&home);
+    let marked = match &away {
+        Some(h) => mark_remote(&home, h, Some("restart")),
+        None => old.is_some_and(|pid| mark(&home, &dir, pid, Some("restart"))),
+    };
     // `d` then `u`: restarts an up gateway and starts a down one. Not `r`:
     // it only sends the signal, so timeout-kill never fires and a gateway
     // that ignores SIGTERM would never come back (s6-supervise's killr).
-    if let Err(e) = control::svc(&dir, "du") {
+    let how = if away.is_some() { "u" } else { "du" };
+    if let Err(e) = control::svc(&dir, how) {
         undo(prev);
         if marked {
             unmark(&home, &dir);
@@ -407,8 +506,8 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     // A restart clears the crash-loop count (SPEC §3.3), once it happened.
     let _ = Tally::clear(&dir);
-    let old = old.unwrap_or(0);
-    wait_for(p, "up again", w, |s| is_up(s, &dir, old, &home), &dir)
+    let old = if away.is_some() { 0 } else { old.unwrap_or(0) };
+    wait_ready(p, "up again", w, &dir, &home, old, away.as_ref())
 }
 
 /// Targets of `--all`: `start` takes every registered or real profile (so a

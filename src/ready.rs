@@ -13,11 +13,16 @@
 //! — the hermes gateway itself runs on and even recreates `state/` — and
 //! `finish` parks it.
 //!
+//! It also carries out what another container asks of this gateway (SPEC
+//! §8): a planned-stop marker in the home that targets this gateway and
+//! names another container as its origin (`stop`/`restart` run where the
+//! lease is not) is copied into the slot for `finish` and turned into this
+//! container's `s6-svc -d` or `-du`: only this container's supervisor can.
+//!
 //! The watcher sleeps in poll(2) on inotify of the home directory (the state
 //! file is replaced by a rename, IN_MOVED_TO; the home or SOUL.md going is
 //! IN_DELETE_SELF/IN_MOVE_SELF/IN_DELETE/IN_MOVED_FROM) with a 1 s tick to
-//! notice the gateway's death; it ends when the gateway is dead, or, for
-//! `default` (which cannot be deleted), once it is ready.
+//! notice the gateway's death; it ends when the gateway is dead.
 
 use crate::control;
 use crate::fsutil;
@@ -128,13 +133,8 @@ pub struct Watch<'a> {
     pub slot: &'a Path,
     /// The notification fd, when the gateway reports readiness in its state file.
     pub notify: Option<i32>,
-}
-
-impl Watch<'_> {
-    /// Is there anything to watch for?
-    pub fn needed(&self) -> bool {
-        self.notify.is_some() || self.profile != DEFAULT
-    }
+    /// The lease's fd: the gateway's to hold, never the watcher's.
+    pub lease_fd: Option<i32>,
 }
 
 /// Leave a watcher for the calling process (about to exec the gateway) and
@@ -155,6 +155,9 @@ pub fn spawn_watcher(w: &Watch) {
             }
             0 => match libc::fork() {
                 0 => {
+                    if let Some(fd) = w.lease_fd {
+                        libc::close(fd);
+                    }
                     libc::setsid();
                     watch(w, pid, start);
                     libc::_exit(0);
@@ -182,6 +185,7 @@ pub fn spawn_watcher(w: &Watch) {
 fn watch(w: &Watch, pid: u32, start: Option<u64>) {
     let home = w.cfg.home(w.profile);
     let mut notify = w.notify;
+    let mut asked = false;
     // SAFETY: plain fd syscalls on fds this process owns.
     unsafe {
         let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR);
@@ -210,8 +214,11 @@ fn watch(w: &Watch, pid: u32, start: Option<u64>) {
                 libc::close(fd);
             }
             notify = None;
-            if w.profile == DEFAULT {
-                return;
+        }
+        if !asked {
+            if let Some(m) = asked_from_elsewhere(&home, pid, start) {
+                carry_out(w, &m);
+                asked = true;
             }
         }
         // A moment without SOUL.md (an editor saving by rename, a sync) is
@@ -242,6 +249,34 @@ fn gone(w: &Watch) {
     if let Err(e) =
         crate::slot::set_autostart(w.slot, false).and_then(|_| control::svc(w.slot, "d"))
     {
+        crate::error::warn(e);
+    }
+}
+
+/// A planned-stop marker for this gateway (pid, start time) written by
+/// another container.
+fn asked_from_elsewhere(home: &Path, pid: u32, start: Option<u64>) -> Option<crate::marker::Marker> {
+    let m = crate::marker::read(home).ok()??;
+    let here = crate::lease::node();
+    (m.origin.as_ref().is_some_and(|o| *o != here)
+        && m.is_fresh(crate::clock::now_secs())
+        && m.targets(Some(pid), start))
+    .then_some(m)
+}
+
+/// Another container asked this gateway to stop or restart: what its own
+/// `stop`/`restart` would have done here (the marker copy first, for finish).
+fn carry_out(w: &Watch, m: &crate::marker::Marker) {
+    let restart = m.is_restart();
+    eprintln!(
+        "hermes-s6: profile '{}': {} asked from another container",
+        w.profile,
+        if restart { "restart" } else { "stop" }
+    );
+    let r = crate::marker::write_marker(&w.slot.join("data"), m)
+        .and_then(|_| crate::slot::set_autostart(w.slot, restart))
+        .and_then(|_| control::svc(w.slot, if restart { "du" } else { "d" }));
+    if let Err(e) = r {
         crate::error::warn(e);
     }
 }

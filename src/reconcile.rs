@@ -154,9 +154,12 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Res
         return Ok(entry); // --dry-run
     };
     // Runtime leftovers of the previous container; gateway.lock is the
-    // gateway's own business.
-    for f in [crate::lifecycle::PID_FILE, "processes.json"] {
-        fsutil::remove_file(&home.join(f))?;
+    // gateway's own business. Not leftovers while another container's
+    // gateway holds the profile's lease: they are that gateway's.
+    if !crate::lease::held(&home) {
+        for f in [crate::lifecycle::PID_FILE, "processes.json"] {
+            fsutil::remove_file(&home.join(f))?;
+        }
     }
     let dir = cfg.slot_dir(p);
     if slot::is_registered(cfg, p) {

@@ -104,10 +104,14 @@ pub fn set_autostart(dir: &Path, autostart: bool) -> Result<()> {
 }
 
 /// Is the slot's gateway ready? s6 sets its ready flag only for a slot with
-/// a `notification-fd`; for the others, up is ready. (The stat is made only
-/// when the flag alone cannot tell.)
+/// a `notification-fd`; for the others, up is ready — unless what is up is a
+/// `run` standing by for the lease (SPEC §8). (The stats are made only when
+/// the flag alone cannot tell.)
 pub fn is_ready(st: &svstat::Status, dir: &Path) -> bool {
-    st.ready || (st.up && !dir.join("notification-fd").exists())
+    st.ready
+        || (st.up
+            && !dir.join("notification-fd").exists()
+            && !crate::lease::standing_by(dir, st.pid))
 }
 
 /// Everything a slot is made of, for one profile.

@@ -40,7 +40,8 @@ pub struct Row {
     #[nserde(serialize_none_as_null)]
     pub exit_reason: Option<String>,
     pub port: u16,
-    /// `ready`, `starting` (up, not ready yet), `restarting` (down, s6 wants
+    /// `ready`, `starting` (up, not ready yet), `standby` (up, waiting for
+    /// the lease another container's gateway holds), `restarting` (down, s6 wants
     /// it up: between two runs), `down`, `deleted` (a slot whose profile is
     /// gone), `multiplexed` (a named profile kept down by
     /// GATEWAY_MULTIPLEX_PROFILES), `dashboard` (a dashboard container runs
@@ -53,6 +54,10 @@ pub struct Row {
     /// No `down` file: s6 starts it on its own (at boot, when the scanner starts).
     #[nserde(serialize_none_as_null)]
     pub normally_up: Option<bool>,
+    /// `host/pid` of the gateway that holds the profile's lease in another
+    /// container (SPEC §8), when one does and this one is not ready here.
+    #[nserde(serialize_none_as_null)]
+    pub holder: Option<String>,
 }
 
 fn last_exit(st: &Status) -> Option<String> {
@@ -100,6 +105,7 @@ pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
                 r.health = match (st.up, ready, st.want_up) {
                     _ if !real => "deleted",
                     (true, true, _) => "ready",
+                    (true, false, _) if crate::lease::standing_by(&dir, st.pid) => "standby",
                     (true, false, _) => "starting",
                     (false, _, true) => "restarting",
                     (false, _, false) => "down",
@@ -119,6 +125,9 @@ pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
                 r.s6 = "unknown".into();
             }
         }
+    }
+    if real && r.health != "ready" {
+        r.holder = crate::lease::elsewhere(&cfg.home(p)).map(|h| h.label());
     }
     match state::load(&cfg.home(p)) {
         Ok(Some(s)) => {
@@ -147,7 +156,7 @@ impl Row {
     /// One `key=value` line: easy to read, easy to grep.
     pub fn line(&self) -> String {
         format!(
-            "profile={} slot={} s6={} pid={} seconds={} desired_state={} gateway_state={} last_exit={} exit_reason={} health={} port={}",
+            "profile={} slot={} s6={} pid={} seconds={} desired_state={} gateway_state={} last_exit={} exit_reason={} health={} holder={} port={}",
             self.profile,
             if self.registered { "registered" } else { "none" },
             self.s6,
@@ -158,6 +167,7 @@ impl Row {
             self.last_exit.as_deref().unwrap_or("-").replace(' ', ":"),
             esc(&self.exit_reason),
             self.health,
+            self.holder.as_deref().unwrap_or("-"),
             self.port
         )
     }
@@ -247,6 +257,52 @@ pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
     }
     crate::error::out(&out);
     Ok(0)
+}
+
+/// `health`: exit 0 when every real profile whose intent is `running` is
+/// ready here or held by a live gateway in another container (its lease);
+/// else 1, one line per profile that is neither. For Docker's HEALTHCHECK and
+/// orchestrators' probes: reads files and probes locks, spawns nothing.
+pub fn health(cfg: &Config) -> Result<i32> {
+    let now = clock::now();
+    let mut rows: Vec<Row> = profiles(cfg)?
+        .iter()
+        .filter(|(_, real)| *real)
+        .map(|(p, _)| row(cfg, p, true, now))
+        .collect();
+    explain(
+        &mut rows,
+        crate::role::recorded(&cfg.scandir),
+        reconcile::multiplexed(),
+    );
+    let (mut here, mut away, mut out) = (0, 0, String::new());
+    for r in &rows {
+        let st = state::load(&cfg.home(&r.profile)).ok().flatten();
+        if !state::autostarts(state::resolve_intent(st.as_ref())) {
+            continue;
+        }
+        match (r.health.as_str(), &r.holder) {
+            ("ready", _) => here += 1,
+            (_, Some(_)) => away += 1,
+            ("multiplexed", _) => {}
+            (h, None) => out.push_str(&format!(
+                "profile={} health={} s6={}: meant to run, not ready here and no gateway holds its lease elsewhere\n",
+                r.profile, h, r.s6
+            )),
+        }
+    }
+    if out.is_empty() {
+        crate::error::out(&format!(
+            "healthy: {} gateway{} ready here, {} in another container\n",
+            here,
+            if here == 1 { "" } else { "s" },
+            away
+        ));
+        Ok(0)
+    } else {
+        crate::error::out(&out);
+        Ok(1)
+    }
 }
 
 /// `list`.

@@ -267,6 +267,7 @@ fn status_json_parses_and_has_the_stable_keys() {
         "health",
         "paused",
         "normally_up",
+        "holder",
     ];
     for r in rows {
         let got: Vec<&str> = r

@@ -179,6 +179,7 @@ fn marker(f: &Scandir, pid: u32, start: u64, age_secs: i64, action: Option<&str>
         stopper_pid: 1,
         written_at: now - age_secs,
         action: action.map(str::to_string),
+        origin: None,
     };
     fs::write(f.marker("coder"), m.to_json()).unwrap();
 }

@@ -36,7 +36,7 @@ CT_CMD=${CT_CMD:-}                            # the main command (`docker run IM
 
 LAYER=$CT_DIR/layer           # upper/ and work/ of the overlay
 ROOTFS=$CT_DIR/rootfs         # the overlay's mount point (mounted only inside the container)
-VOLUME=$CT_DIR/home           # host side of the HERMES_HOME volume
+VOLUME=${CT_VOLUME:-$CT_DIR/home}  # host side of the HERMES_HOME volume (CT_VOLUME: share another container's)
 CONSOLE=$CT_DIR/console.log   # PID 1's stdout and stderr (`docker logs`)
 PIDFILE=$CT_DIR/pid1          # host pid of the container's PID 1
 UPIDFILE=$CT_DIR/unshare.pid  # host pid of unshare(1), PID 1's parent
