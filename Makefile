@@ -81,6 +81,7 @@ test: deps venv build
 	@if [ -x /usr/bin/qemu-aarch64-static ]; then $(MAKE) --no-print-directory test-aarch64; \
 	 else echo "make test: SKIPPED the aarch64 tests: no qemu-user-static (make deps installs it)"; fi
 	bash tools/test-s6-versions.sh
+	bash tools/check-deploy.sh
 	bash tests/e2e/run-all.sh
 
 # The live s6 tests again on s6 2.13 (Debian trixie) and 2.15 (sid), each

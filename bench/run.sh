@@ -14,6 +14,9 @@
 #      spawn no process
 #   7. the real gateway (hermes-agent, tools/venv.sh): start → up → ready,
 #      kill -9 → ready again
+#   8. failover: two test containers on one volume, docker kill of the
+#      holder 20 times, stand-in and real gateway: standby → gateway started
+#      → ready
 #
 # Public tools only: hyperfine, GNU time, strace, s6, python3 (one baseline).
 # Runs as root (a tmpfs is mounted under /tmp; the test container needs it).
@@ -46,6 +49,7 @@ CT_NS=${BENCH_CT_N:-10 100}
 SKIP=" ${BENCH_SKIP:-} "
 CT=${CT_HARNESS:-$ROOT/tests/ct}
 PY=/usr/bin/python3
+VENV=${HERMES_VENV:-/opt/hermes-agent-0.19.0}   # the real gateway (tools/venv.sh)
 [ -x "$PY" ] || PY=$(command -v python3 || true)
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -133,7 +137,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   for e in ${SCANNERS[@]+"${SCANNERS[@]}"}; do stop_scanner "${e#*:}"; done
-  if [ -n "$CT_BOOTED" ]; then CT_DIR=$CT_BOOTED "$CT/rm.sh" >> "$RAW/ct.log" 2>&1; fi
+  for e in $CT_BOOTED; do CT_DIR=$e "$CT/rm.sh" >> "$RAW/ct.log" 2>&1; done
   left=$(leftovers)
   if [ -n "$left" ]; then
     say "stopping leftover processes:" $left
@@ -581,7 +585,7 @@ fi
 # again. One profile, its respawn-storm breaker off (config.yaml), so every
 # start is measured and none is a deliberate back-off.
 if ! skipped 7; then
-  VENV=${HERMES_VENV:-/opt/hermes-agent-0.19.0}
+  : # VENV: set at the top
   {
     echo "### 7. The real gateway: start → up → ready, kill -9 → ready"
     echo
@@ -656,6 +660,91 @@ if ! skipped 7; then
   fi
 fi
 
+# ================================================== 8. failover (SPEC §8)
+if ! skipped 8; then
+  {
+    echo "### 8. Failover: two containers on one volume, \`docker kill\` of the holder"
+    echo
+  } > "$(sec 8)"
+  stage_image
+  ROUNDS=${BENCH_FAILOVER_ROUNDS:-20}
+  # p50max VALUES...: "p50 / max ms (n)"
+  p50max() {
+    local n=$#
+    if [ "$n" = 0 ]; then echo "none"; return; fi
+    printf '%s\n' "$@" | sort -n | awk -v n="$n" '{ a[NR] = $1 } END { printf "%d / %d ms (%d)", a[int((n + 1) / 2)], a[n], n }'
+  }
+  {
+    echo "Profile \`coder\` (intent running) in two test containers (gw-a, gw-b) sharing one volume. Each round:"
+    echo "SIGKILL to the holder's PID 1 (\`docker kill\`), then the other container's \`status coder\` is polled"
+    echo "(~10 ms per poll); the killed one boots again and stands by. p50 / max (rounds):"
+    echo
+    echo "| gateway | kill → the standby runs the gateway (\`health\` leaves \`standby\`) | kill → ready there |"
+    echo "|---|---:|---:|"
+  } >> "$(sec 8)"
+  for mode in stand-in real; do
+    if [ "$mode" = real ] && ! "$VENV/bin/hermes" --version > /dev/null 2>&1; then
+      echo "| real | skipped: no venv at \`$VENV\` | |" >> "$(sec 8)"
+      continue
+    fi
+    say "8: failover, $mode gateway, $ROUNDS kills"
+    A8=$W/ct8-$mode-a B8=$W/ct8-$mode-b
+    export IMAGE_SRC=$STAGE CT_ENV_FILE=$W/ct8-$mode.env S6_KILL_GRACETIME=200
+    : > "$CT_ENV_FILE"
+    if [ "$mode" = real ]; then
+      export CT_PATH="$VENV/bin:/command:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+      unset CT_BINDS
+    else
+      export CT_BINDS="$ROOT/tests/e2e/gateways:/usr/local/lib/hermes-test:ro"
+      echo "HERMES_GATEWAY_CMD=/usr/local/lib/hermes-test/gw {profile}" >> "$CT_ENV_FILE"
+      unset CT_PATH
+    fi
+    h=$A8/home/profiles/coder
+    mkdir -p "$h"
+    : > "$h/SOUL.md"
+    echo '{"desired_state":"running"}' > "$h/gateway_state.json"
+    printf 'gateway:\n  respawn_storm:\n    max_starts: 0\n' > "$h/config.yaml"
+    chown -R 10000:10000 "$A8/home"
+    CT_BOOTED="$A8 $B8"
+    b8() { CT_DIR=$1 CT_NAME=$(basename "$1") CT_VOLUME=$A8/home "$CT/boot.sh" >> "$RAW/ct.log" 2>&1; }
+    h8() { CT_DIR=$1 "$CT/exec-as-hermes.sh" hermes-s6 status coder 2> /dev/null | sed -n '2s/.* health=\([^ ]*\) .*/\1/p'; }
+    is8() { [ "$(h8 "$1")" = "$2" ]; }
+    gone8() ( CT_DIR=$1; . "$CT/lib.sh"; [ -z "$(ct_pid1)" ] && [ -z "$(ct_leftovers)" ] )
+    pid8() ( CT_DIR=$1; . "$CT/lib.sh"; ct_pid1 )
+    b8 "$A8" || die "container boot failed ($A8)"
+    wait_for 60000 is8 "$A8" ready || say "warning: coder not ready in A"
+    b8 "$B8" || die "container boot failed ($B8)"
+    wait_for 10000 is8 "$B8" standby || say "warning: B does not stand by"
+    takes=() readys=()
+    for i in $(seq "$ROUNDS"); do
+      if is8 "$A8" ready; then X=$A8 Y=$B8; else X=$B8 Y=$A8; fi
+      t0=$(now_ms)
+      kill -9 "$(pid8 "$X")"
+      tt="" tr=""
+      while [ $(($(now_ms) - t0)) -lt 60000 ]; do
+        hs=$(h8 "$Y")
+        if [ -z "$tt" ] && [ -n "$hs" ] && [ "$hs" != standby ]; then tt=$(($(now_ms) - t0)); fi
+        if [ "$hs" = ready ]; then tr=$(($(now_ms) - t0)); break; fi
+        sleep 0.01
+      done
+      [ -n "$tt" ] && takes+=("$tt")
+      [ -n "$tr" ] && readys+=("$tr")
+      wait_for 10000 gone8 "$X" || say "warning: $X not gone"
+      b8 "$X" || die "container boot failed ($X)"
+      wait_for 10000 is8 "$X" standby || say "warning: $X does not stand by"
+    done
+    for e in $A8 $B8; do CT_DIR=$e "$CT/rm.sh" >> "$RAW/ct.log" 2>&1 || say "warning: rm.sh failed for $e"; done
+    CT_BOOTED=""
+    unset IMAGE_SRC CT_ENV_FILE CT_PATH CT_BINDS
+    echo "| $mode | $(p50max "${takes[@]}") | $(p50max "${readys[@]}") |" >> "$(sec 8)"
+  done
+  {
+    echo
+    echo "The standby tries the lease every 200 ms; the rest is \`run\` going on to exec the gateway, and for the real"
+    echo "gateway its own 1.5–5 s startup to \`gateway_state=running\`."
+  } >> "$(sec 8)"
+fi
+
 # ================================================================ results
 T_TOTAL=$(($(now_ms) - T_START))
 left=$(leftovers)
@@ -673,7 +762,7 @@ left=$(leftovers)
   echo "| workspace | \`/tmp/hermes-bench.*\`, tmpfs: $TMPFS |"
   echo "| tools | $(rustc -V | cut -d' ' -f1-2), $(hyperfine --version), $(strace -V | head -1 | sed 's/ -- version//'), GNU time $(dpkg-query -W -f '${Version}' time 2> /dev/null || echo '?'), s6 $(dpkg-query -W -f '${Version}' s6 2> /dev/null || echo '?'), execline $(dpkg-query -W -f '${Version}' execline 2> /dev/null || echo '?'), $("$PY" --version 2>&1) |"
   echo
-  for s in 1a 1b 2 3 4 5 6 7; do
+  for s in 1a 1b 2 3 4 5 6 7 8; do
     if [ -s "$(sec $s)" ]; then cat "$(sec $s)"; echo; fi
   done
 } > "$OUT/results.md"
