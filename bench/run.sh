@@ -741,7 +741,7 @@ if ! skipped 8; then
   {
     echo
     echo "The standby tries the lease every 200 ms; the rest is \`run\` going on to exec the gateway, and for the real"
-    echo "gateway its own 1.5–5 s startup to \`gateway_state=running\`."
+    echo "gateway its own startup to \`gateway_state=running\` (Python imports, warm cache here)."
   } >> "$(sec 8)"
 fi
 
