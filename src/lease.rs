@@ -166,7 +166,8 @@ pub fn take_after_death(home: &Path) -> Result<Option<Lease>> {
     if let Some(l) = try_take(home)? {
         return Ok(Some(l));
     }
-    let Some(h) = recorded(home).filter(|h| h.is_here() && h.pid > 1 && h.pid <= i32::MAX as u32) else {
+    let Some(h) = recorded(home).filter(|h| h.is_here() && h.pid > 1 && h.pid <= i32::MAX as u32)
+    else {
         return Ok(None);
     };
     if crate::procfs::start_time(h.pid).is_ok_and(|t| h.start_time.map_or(true, |s| s == t)) {
@@ -242,10 +243,7 @@ pub fn take_or_stand_by(
             Ok(Some(l)) => {
                 if waited {
                     let _ = fsutil::remove_file(&slot.join("data").join(STANDBY));
-                    eprintln!(
-                        "hermes-s6: profile '{}': the lease is free: taking over",
-                        p
-                    );
+                    eprintln!("hermes-s6: profile '{}': the lease is free: taking over", p);
                 }
                 return Ok(Some(l));
             }

@@ -13,8 +13,8 @@ pub mod sha256; // FIPS 180-4, for the port
 
 // files in a profile home
 pub mod bootlog; // logs/container-boot.log
-pub mod marker; // .gateway-planned-stop.json
 pub mod lease; // gateway.lease: one gateway per profile across containers
+pub mod marker; // .gateway-planned-stop.json
 pub mod state; // gateway_state.json
 
 // s6

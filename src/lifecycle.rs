@@ -555,7 +555,8 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     // container's gateway holds it already, the record is that one's now.
     let _lease = match lease::take_after_death(&home) {
         Ok(None) => {
-            let who = lease::recorded(&home).map_or_else(|| "another container".into(), |h| h.label());
+            let who =
+                lease::recorded(&home).map_or_else(|| "another container".into(), |h| h.label());
             eprintln!(
                 "hermes-s6: profile '{}': its gateway now runs on {}: standing by",
                 p, who

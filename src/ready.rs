@@ -255,7 +255,11 @@ fn gone(w: &Watch) {
 
 /// A planned-stop marker for this gateway (pid, start time) written by
 /// another container.
-fn asked_from_elsewhere(home: &Path, pid: u32, start: Option<u64>) -> Option<crate::marker::Marker> {
+fn asked_from_elsewhere(
+    home: &Path,
+    pid: u32,
+    start: Option<u64>,
+) -> Option<crate::marker::Marker> {
     let m = crate::marker::read(home).ok()??;
     let here = crate::lease::node();
     (m.origin.as_ref().is_some_and(|o| *o != here)

@@ -464,3 +464,57 @@ fn root_status_reads_a_planted_profile_link_as_the_hermes_user() {
     assert!(!o.stdout.contains("ROOT-ONLY-SECRET-42"), "{:?}", o);
     assert!(!o.stderr.contains("ROOT-ONLY-SECRET-42"), "{:?}", o);
 }
+
+#[test]
+fn health_names_each_profile_meant_to_run_that_runs_nowhere_and_is_0_once_its_lease_is_held() {
+    let f = Scandir::new("cli-health");
+    f.profile("coder");
+    f.profile("writer");
+    f.write_state("default", r#"{"desired_state":"stopped"}"#);
+    f.write_state("writer", r#"{"desired_state":"stopped"}"#);
+    // nothing meant to run: healthy
+    let o = f.hs(&["health"]).ok();
+    assert!(
+        o.stdout.starts_with("healthy: 0 gateways ready here"),
+        "{}",
+        o.stdout
+    );
+    // coder meant to run, no slot, no holder: one line naming it, exit 1
+    f.write_state("coder", r#"{"desired_state":"running"}"#);
+    let o = f.hs(&["health"]).code(1);
+    assert_eq!(o.stdout.lines().count(), 1, "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with("profile=coder health=- "),
+        "{}",
+        o.stdout
+    );
+    // its lease held by a gateway of another container: healthy, and status names it
+    let home = f.home_of("coder");
+    let lease = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .open(home.join("gateway.lease"))
+        .unwrap();
+    std::fs::write(
+        home.join("gateway.lease"),
+        r#"{"host":"gw-b","node":"00000000/1","pid":412,"start_time":7,"since":"2026-12-01T09:00:00Z"}"#,
+    )
+    .unwrap();
+    // SAFETY: flock on an fd this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::unix::io::AsRawFd::as_raw_fd(&lease), libc::LOCK_EX,) },
+        0
+    );
+    let o = f.hs(&["health"]).ok();
+    assert!(
+        o.stdout
+            .contains("0 gateways ready here, 1 in another container"),
+        "{}",
+        o.stdout
+    );
+    let o = f.hs(&["status", "coder"]).ok();
+    assert!(o.stdout.contains(" holder=gw-b/412 port="), "{}", o.stdout);
+    drop(lease);
+    f.hs(&["health"]).code(1);
+}

@@ -189,7 +189,10 @@ fn killed_run_leaves_old_or_new_state_and_no_lasting_temp() {
     }
     assert!(cmd().stderr(Stdio::null()).status().unwrap().success());
     assert!(temps(&home).is_empty(), "{:?}", temps(&home));
-    assert_eq!(names(&home), [".gateway_state.lock", "gateway.lease", "gateway_state.json"]);
+    assert_eq!(
+        names(&home),
+        [".gateway_state.lock", "gateway.lease", "gateway_state.json"]
+    );
     eprintln!("crash/run: seed {} n {} span {}us {:?}", s, n, span, t);
     assert!(t.old + t.new == n);
 }
