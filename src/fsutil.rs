@@ -358,6 +358,153 @@ pub fn clear_cloexec(f: &File) -> Result<()> {
     Ok(())
 }
 
+/// Remove everything inside the directory `top` (not `top` itself), holding
+/// one directory fd at a time: no recursion and no fd per level, so a tree
+/// of any depth (a chain of thousands of directories) is cleared with a
+/// handful of fds and a flat stack; never following a link (links are
+/// unlinked, not walked). Best-effort and bounded: stops at the first error,
+/// or when `budget` is spent (Err TimedOut). For trees the caller's own user
+/// built; root never walks one (init-scandir moves it aside instead).
+pub fn clear_dir(top: &Path, budget: std::time::Duration) -> io::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let deadline = std::time::Instant::now() + budget;
+    let openat = |dir: &OwnedFd, name: &std::ffi::CStr| -> io::Result<OwnedFd> {
+        // SAFETY: valid dirfd and NUL-terminated name; the new fd is owned.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY
+                    | libc::O_DIRECTORY
+                    | libc::O_NOFOLLOW
+                    | libc::O_CLOEXEC
+                    | libc::O_NONBLOCK,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by openat and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let unlinkat = |dir: &OwnedFd, name: &std::ffi::CStr, flags: libc::c_int| -> io::Result<()> {
+        // SAFETY: valid dirfd and NUL-terminated name.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    let mut dir = OwnedFd::from(open_raw(
+        top,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    )?);
+    let mut path: Vec<CString> = Vec::new(); // names from `top` down to `dir`
+    loop {
+        if std::time::Instant::now() >= deadline {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // A batch of entries: the files go now, the first subdirectory is entered.
+        let (entries, sub) = read_some(&dir, 256)?;
+        for name in &entries {
+            if let Err(e) = unlinkat(&dir, name, 0) {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(name) = sub {
+            match openat(&dir, &name) {
+                Ok(d) => {
+                    dir = d;
+                    path.push(name);
+                }
+                // not a directory after all (replaced meanwhile): an entry like any other
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                    unlinkat(&dir, &name, 0)?
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        if !entries.is_empty() {
+            continue;
+        }
+        // Empty: go up and remove it.
+        let Some(name) = path.pop() else {
+            return Ok(());
+        };
+        let up = openat(&dir, c"..")?;
+        dir = up;
+        unlinkat(&dir, &name, libc::AT_REMOVEDIR)?;
+    }
+}
+
+/// Up to `max` entries of `dir` that are not directories, and the name of
+/// one subdirectory if there is one (d_type, else fstatat without following).
+fn read_some(
+    dir: &std::os::fd::OwnedFd,
+    max: usize,
+) -> io::Result<(Vec<CString>, Option<CString>)> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: dup of a valid fd; fdopendir takes ownership of the copy and
+    // closedir closes it; readdir's entries are copied out before closedir.
+    unsafe {
+        let fd = libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // the copy shares the offset: start from the top (entries were removed)
+        libc::lseek(fd, 0, libc::SEEK_SET);
+        let d = libc::fdopendir(fd);
+        if d.is_null() {
+            let e = io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        let (mut files, mut sub) = (Vec::new(), None);
+        loop {
+            let ent = libc::readdir(d);
+            if ent.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*ent).d_name.as_ptr());
+            let b = name.to_bytes();
+            if b == b"." || b == b".." {
+                continue;
+            }
+            let is_dir = match (*ent).d_type {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => {
+                    let mut st: libc::stat = std::mem::zeroed();
+                    libc::fstatat(
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        &mut st,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    ) == 0
+                        && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                }
+                _ => false,
+            };
+            if is_dir {
+                if sub.is_none() {
+                    sub = Some(name.to_owned());
+                }
+            } else {
+                files.push(name.to_owned());
+            }
+            // descend at once: the files after it go when we are back
+            if files.len() >= max || sub.is_some() {
+                break;
+            }
+        }
+        libc::closedir(d);
+        Ok((files, sub))
+    }
+}
+
 /// How long [`lock_exclusive`] waits, in ms: the command's `--timeout` when it
 /// has one (main sets it), else 10 s.
 pub static LOCK_WAIT_MS: AtomicU64 = AtomicU64::new(10_000);
@@ -422,6 +569,62 @@ pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A unique scratch directory under the system temp dir, removed on drop.
+    #[test]
+    fn clear_dir_empties_a_chain_deeper_than_the_fd_limit_without_following_links() {
+        let t = TempDir::new("clear");
+        let top = t.path("top");
+        fs::create_dir(&top).unwrap();
+        let outside = t.path("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("precious"), b"x").unwrap();
+        // 3000 levels (past a 1024 fd limit and PATH_MAX), built with one fd at a time
+        let mut d = File::open(&top).unwrap();
+        for i in 0..3000 {
+            let n = CString::new("d").unwrap();
+            // SAFETY: valid dirfd and name.
+            unsafe {
+                assert_eq!(libc::mkdirat(d.as_raw_fd(), n.as_ptr(), 0o755), 0);
+                if i % 500 == 0 {
+                    let f = CString::new("f").unwrap();
+                    let fd = libc::openat(
+                        d.as_raw_fd(),
+                        f.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    assert!(fd >= 0);
+                    libc::close(fd);
+                    let l = CString::new("link").unwrap();
+                    let target = CString::new(outside.as_os_str().as_bytes()).unwrap();
+                    assert_eq!(
+                        libc::symlinkat(target.as_ptr(), d.as_raw_fd(), l.as_ptr()),
+                        0
+                    );
+                }
+                let fd = libc::openat(
+                    d.as_raw_fd(),
+                    n.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                );
+                assert!(fd >= 0);
+                d = File::from_raw_fd(fd);
+            }
+        }
+        drop(d);
+        fs::write(top.join("a-file"), b"x").unwrap();
+        clear_dir(&top, std::time::Duration::from_secs(60)).unwrap();
+        assert!(fs::read_dir(&top).unwrap().next().is_none(), "emptied");
+        assert!(top.is_dir(), "top itself stays");
+        assert!(
+            outside.join("precious").exists(),
+            "links are unlinked, never followed"
+        );
+        // and the budget bounds it
+        fs::create_dir_all(top.join("x/y")).unwrap();
+        let e = clear_dir(&top, std::time::Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
     pub(crate) struct TempDir(pub PathBuf);
 
     impl TempDir {

@@ -21,6 +21,7 @@ pub mod state; // gateway_state.json
 pub mod control; // s6-svc / s6-svscanctl as control-FIFO writes
 pub mod detect; // is PID 1 s6?
 pub mod role; // the container's main command: dashboard, legacy `gateway run`
+pub mod scanner; // the nested s6-svscan, sized for the profiles
 pub mod slot; // gateway-P service directories
 pub mod svstat; // supervise/status decoder, s6-svstat -o
 

@@ -30,6 +30,7 @@ commands:
   finish P CODE SIGNAL            (slot finish script) classify the death, persist it
   log P                           (slot log/run script) exec s6-log into P's log directory
   init-scandir                    (cont-init.d, root) prepare the scan directory
+  svscan SCANDIR                  (the nested tree's service) exec s6-svscan sized for the profiles
 
 exit: 0 done, 1 refused/not possible, 100 bad usage, 111 system error
 Run `hermes-s6 COMMAND --help` for one command.";
@@ -51,6 +52,7 @@ fn help_for(cmd: &str) -> &'static str {
         "run" => "usage: hermes-s6 run P [-- CMD ARGS...]\n\nUsed by the slot's run script: record the run-intent, pid and start time in P's state, then exec the gateway (CMD, else $HERMES_GATEWAY_CMD).",
         "finish" => "usage: hermes-s6 finish P CODE SIGNAL\n\nUsed by the slot's finish script: classify the gateway's death, persist it, exit 125 when s6 must not restart it.",
         "log" => "usage: hermes-s6 log P\n\nUsed by the slot's log/run script: exec s6-log into $HERMES_HOME/logs/gateways/P.",
+        "svscan" => "usage: hermes-s6 svscan SCANDIR\n\nUsed by the nested tree's service: exec s6-svscan on SCANDIR with room for $HERMES_S6_MAX_PROFILES gateway slots (default 1000), with -C or -c as this s6 wants.",
         "init-scandir" => "usage: hermes-s6 init-scandir\n\nUsed by cont-init.d as root: create the nested scan directory empty and owned by $HERMES_S6_USER (or, in the root-scandir layout, open it and its scanner to that user).",
         _ => USAGE,
     }
@@ -275,6 +277,13 @@ fn dispatch(cmd: &str, a: Args) -> Result<i32> {
             reconcile::init_scandir(&cfg)?;
             Ok(0)
         }
+        "svscan" => {
+            want(&a, cmd, 1)?;
+            Err(hermes_s6::scanner::exec_svscan(
+                &cfg,
+                std::path::Path::new(&a.positional[0]),
+            ))
+        }
         _ => unreachable!(),
     }
 }
@@ -296,6 +305,7 @@ const COMMANDS: &[&str] = &[
     "finish",
     "log",
     "init-scandir",
+    "svscan",
 ];
 
 fn report(e: &Error) {

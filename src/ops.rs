@@ -123,6 +123,7 @@ fn restore_desired(home: &Path, snap: Snapshot) {
 /// `register P [--start]`.
 pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
     profile::validate(p)?;
+    let _turn = slot::lock(cfg, p)?;
     if !cfg.is_real(p) {
         return Err(no_such(cfg, p));
     }
@@ -133,6 +134,7 @@ pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
             cfg.slot_dir(p).display()
         )));
     }
+    crate::scanner::check_room(cfg, slot::list(cfg)?.len(), p)?;
     let prev = if start {
         Some(set_desired(&cfg.home(p), "running")?)
     } else {
@@ -161,6 +163,7 @@ pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
 /// `unregister P`: not registered → no-op.
 pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     profile::validate(p)?;
+    let _turn = slot::lock(cfg, p)?;
     let dir = cfg.slot_dir(p);
     if slot::is_registered(cfg, p) {
         // A planned stop, so a hermes gateway exits cleanly; the intent is
@@ -279,6 +282,7 @@ fn ensure_slot(cfg: &Config, p: &str) -> Result<()> {
         if !cfg.is_real(p) {
             return Err(no_such(cfg, p));
         }
+        crate::scanner::check_room(cfg, slot::list(cfg)?.len(), p)?;
         slot::publish(cfg, &Spec::new(cfg, p, false))?;
         registered = true;
         eprintln!(
@@ -352,6 +356,8 @@ fn wait_for(
 /// `start P`.
 pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     profile::validate(p)?;
+    // intent and signal in one turn: a concurrent stop cannot land between them
+    let turn = slot::lock(cfg, p)?;
     let home = cfg.home(p);
     if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
         return Err(no_such(cfg, p));
@@ -381,12 +387,14 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     }
     // A start clears the crash-loop count (SPEC §3.3), once it happened.
     let _ = Tally::clear(&dir);
+    drop(turn);
     wait_ready(p, "up", w, &dir, &home, leaving, None)
 }
 
 /// `stop P`.
 pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     profile::validate(p)?;
+    let turn = slot::lock(cfg, p)?;
     let home = cfg.home(p);
     let dir = cfg.slot_dir(p);
     // Its gateway may run in another container, which carries the stop out.
@@ -416,6 +424,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
             let _ = slot::set_autostart(&dir, !had_down);
             return Err(e);
         }
+        drop(turn);
         return wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir);
     }
     let pid = up_pid(&dir)?;
@@ -434,6 +443,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         }
         return Err(e);
     }
+    drop(turn);
     wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir)?;
     if away.is_some() {
         return wait_lease_free(p, w, &home);
@@ -459,6 +469,7 @@ fn wait_lease_free(p: &str, w: Wait, home: &Path) -> Result<()> {
 /// `restart P`: comes back with a new pid even if it was stopped before.
 pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     profile::validate(p)?;
+    let turn = slot::lock(cfg, p)?;
     let home = cfg.home(p);
     if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
         return Err(no_such(cfg, p));
@@ -507,6 +518,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     // A restart clears the crash-loop count (SPEC §3.3), once it happened.
     let _ = Tally::clear(&dir);
     let old = if away.is_some() { 0 } else { old.unwrap_or(0) };
+    drop(turn);
     wait_ready(p, "up again", w, &dir, &home, old, away.as_ref())
 }
 

@@ -96,7 +96,15 @@ pub struct Config {
     /// `HERMES_GATEWAY_READY` (`state` or `up`); None = by the command.
     pub ready: Option<String>,
     pub shebangdir: PathBuf,
+    /// `HERMES_S6_MAX_PROFILES`: how many gateway slots the nested scanner is
+    /// sized for (`scanner::services_max`), and so how many may be registered.
+    pub max_profiles: usize,
 }
+
+/// `HERMES_S6_MAX_PROFILES` when unset or not a number in range.
+pub const DEFAULT_MAX_PROFILES: usize = 1000;
+/// The largest accepted: s6-svscan allocates its tables for the limit.
+pub const MAX_MAX_PROFILES: usize = 100_000;
 
 /// A variable's value, or None when unset or empty (an empty override means "default").
 fn env_var(name: &str) -> Option<OsString> {
@@ -131,6 +139,10 @@ impl Config {
             gateway_cmd: text("HERMES_GATEWAY_CMD"),
             ready: text("HERMES_GATEWAY_READY"),
             shebangdir: path("HERMES_S6_SHEBANGDIR", BUILD_SHEBANGDIR),
+            max_profiles: text("HERMES_S6_MAX_PROFILES")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|n| (1..=MAX_MAX_PROFILES).contains(n))
+                .unwrap_or(DEFAULT_MAX_PROFILES),
         }
     }
 
@@ -372,6 +384,7 @@ mod tests {
             gateway_cmd: None,
             ready: None,
             shebangdir: "/command".into(),
+            max_profiles: DEFAULT_MAX_PROFILES,
         }
     }
 

@@ -139,27 +139,61 @@ pub struct Watch<'a> {
 
 /// Leave a watcher for the calling process (about to exec the gateway) and
 /// give up the notification fd here, so the gateway does not hold the pipe.
-/// Double fork: the watcher is nobody's child but init's, so the gateway
-/// never sees a SIGCHLD or a zombie it did not make.
 pub fn spawn_watcher(w: &Watch) {
     let pid = std::process::id();
     let start = procfs::start_time(pid).ok();
-    // SAFETY: single-threaded here (run has not exec'd yet); the children only
-    // call async-signal-safe functions before their own code, and _exit.
+    let spawned = detach(|| {
+        if let Some(fd) = w.lease_fd {
+            // SAFETY: our copy of the lease's fd: the gateway's to hold, not ours.
+            unsafe { libc::close(fd) };
+        }
+        watch(w, pid, start);
+    });
+    if !spawned {
+        crate::error::warn(format_args!(
+            "no readiness watcher (fork failed): s6 will not see the gateway ready"
+        ));
+    }
+    if let Some(fd) = w.notify {
+        // SAFETY: the notification fd is the watcher's from here on.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Point `fds` at /dev/null and leave the working directory: a detached
+/// process must not hold its starter's pipes open (whoever reads them to EOF
+/// would wait for it) nor a directory busy.
+pub(crate) fn to_dev_null(fds: &[i32]) {
+    // SAFETY: plain fd syscalls on fds this process owns.
+    unsafe {
+        let null = libc::open(
+            b"/dev/null\0".as_ptr().cast(),
+            libc::O_RDWR | libc::O_CLOEXEC,
+        );
+        if null >= 0 {
+            for &fd in fds {
+                libc::dup2(null, fd);
+            }
+            libc::close(null);
+        }
+        libc::chdir(b"/\0".as_ptr().cast());
+    }
+}
+
+/// Run `f` in a process of its own (double fork, new session): nobody's
+/// child but init's, so the caller — about to exec a gateway, or a boot step
+/// — never sees a SIGCHLD or a zombie it did not make, and never waits for
+/// it. False when a fork failed.
+pub(crate) fn detach(f: impl FnOnce()) -> bool {
+    // SAFETY: the callers are single-threaded; the children run `f` and
+    // _exit, never returning into the caller's code.
     unsafe {
         match libc::fork() {
-            -1 => {
-                crate::error::warn(format_args!(
-                    "no readiness watcher (fork failed): s6 will not see the gateway ready"
-                ));
-            }
+            -1 => false,
             0 => match libc::fork() {
                 0 => {
-                    if let Some(fd) = w.lease_fd {
-                        libc::close(fd);
-                    }
                     libc::setsid();
-                    watch(w, pid, start);
+                    f();
                     libc::_exit(0);
                 }
                 -1 => libc::_exit(1),
@@ -168,15 +202,8 @@ pub fn spawn_watcher(w: &Watch) {
             child => {
                 let mut st = 0;
                 libc::waitpid(child, &mut st, 0);
-                if st != 0 {
-                    crate::error::warn(format_args!(
-                        "no readiness watcher (fork failed): s6 will not see the gateway ready"
-                    ));
-                }
+                st == 0
             }
-        }
-        if let Some(fd) = w.notify {
-            libc::close(fd);
         }
     }
 }
@@ -186,16 +213,8 @@ fn watch(w: &Watch, pid: u32, start: Option<u64>) {
     let home = w.cfg.home(w.profile);
     let mut notify = w.notify;
     let mut asked = false;
-    // SAFETY: plain fd syscalls on fds this process owns.
-    unsafe {
-        let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            libc::close(null);
-        }
-        libc::chdir(b"/\0".as_ptr().cast());
-    }
+    // stderr stays: the watcher's few lines belong in the gateway's log
+    to_dev_null(&[0, 1]);
     let mut ino = Inotify::new(&home);
     loop {
         // First: a dead gateway's pid in the state file (finish leaves it
@@ -246,9 +265,10 @@ fn gone(w: &Watch) {
         w.profile,
         w.cfg.home(w.profile).display()
     ));
-    if let Err(e) =
+    let r = crate::slot::lock(w.cfg, w.profile).and_then(|_turn| {
         crate::slot::set_autostart(w.slot, false).and_then(|_| control::svc(w.slot, "d"))
-    {
+    });
+    if let Err(e) = r {
         crate::error::warn(e);
     }
 }
@@ -277,9 +297,11 @@ fn carry_out(w: &Watch, m: &crate::marker::Marker) {
         w.profile,
         if restart { "restart" } else { "stop" }
     );
-    let r = crate::marker::write_marker(&w.slot.join("data"), m)
-        .and_then(|_| crate::slot::set_autostart(w.slot, restart))
-        .and_then(|_| control::svc(w.slot, if restart { "du" } else { "d" }));
+    let r = crate::slot::lock(w.cfg, w.profile).and_then(|_turn| {
+        crate::marker::write_marker(&w.slot.join("data"), m)
+            .and_then(|_| crate::slot::set_autostart(w.slot, restart))
+            .and_then(|_| control::svc(w.slot, if restart { "du" } else { "d" }))
+    });
     if let Err(e) = r {
         crate::error::warn(e);
     }

@@ -153,6 +153,7 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Res
     let Some(b) = b else {
         return Ok(entry); // --dry-run
     };
+    let _turn = slot::lock(cfg, p)?;
     // Runtime leftovers of the previous container; gateway.lock is the
     // gateway's own business. Not leftovers while another container's
     // gateway holds the profile's lease: they are that gateway's.
@@ -163,11 +164,13 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Res
     }
     let dir = cfg.slot_dir(p);
     if slot::is_registered(cfg, p) {
-        if svstat::is_supervised(&dir)? {
+        // A slot a running scanner has not picked up yet (just published by
+        // a register) is not a leftover: only with no scanner listening is
+        // an unsupervised slot one, rebuilt from scratch.
+        if svstat::is_supervised(&dir)? || b.scanner_listens {
             slot::set_autostart(&dir, started)?;
             return Ok(entry);
         }
-        // Unsupervised leftover: rebuild it from scratch.
         slot::remove_tree(&dir)?;
     }
     b.publish(&Spec::new(cfg, p, started))?;
@@ -178,6 +181,7 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Res
 pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
     let role = crate::role::detect();
     if !dry_run {
+        clear_retired(cfg);
         if let Err(e) = crate::role::record(&cfg.scandir, role) {
             warn(e);
         }
@@ -203,14 +207,21 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
             "reconcile: GATEWAY_MULTIPLEX_PROFILES is set: named profiles are registered, never started\n",
         );
     }
-    let profiles = real_profiles(cfg, true)?;
+    let (profiles, left_out) = within_limit(cfg, real_profiles(cfg, true)?);
     if !dry_run {
         fsutil::ensure_dir(&cfg.scandir, 0o755)?;
         slot::sweep_tmp(cfg)?;
         for p in slot::list(cfg)? {
             // profiles = default, then the rest sorted
-            if p != profile::DEFAULT && profiles[1..].binary_search(&p).is_err() && gone(cfg, &p) {
-                if let Err(e) = slot::unpublish(cfg, &p, Duration::from_millis(10_000)) {
+            let drop = if left_out.binary_search(&p).is_ok() {
+                true
+            } else {
+                p != profile::DEFAULT && profiles[1..].binary_search(&p).is_err() && gone(cfg, &p)
+            };
+            if drop {
+                let r = slot::lock(cfg, &p)
+                    .and_then(|_turn| slot::unpublish(cfg, &p, Duration::from_millis(10_000)));
+                if let Err(e) = r {
                     warn(e);
                 }
             }
@@ -259,6 +270,48 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// At most `cfg.max_profiles` profiles get a slot (the scanner is sized for
+/// that many; past its limit s6-svscan would supervise none): `default`
+/// first, then the profiles meant to run, then the others, each in name
+/// order. Returns the kept ones (default first, then sorted, as before) and
+/// the left-out ones (sorted), said in one warning — never silently.
+fn within_limit(cfg: &Config, profiles: Vec<String>) -> (Vec<String>, Vec<String>) {
+    if profiles.len() <= cfg.max_profiles {
+        return (profiles, Vec::new());
+    }
+    let runs = |p: &String| {
+        state::autostarts(state::resolve_intent(
+            state::load(&cfg.home(p)).ok().flatten().as_ref(),
+        ))
+    };
+    let (default, rest) = profiles.split_at(1);
+    let (mut running, others): (Vec<String>, Vec<String>) = rest.iter().cloned().partition(runs);
+    let mut order: Vec<String> = default.to_vec();
+    order.append(&mut running);
+    order.extend(others);
+    let mut left_out = order.split_off(cfg.max_profiles);
+    let mut kept = order;
+    kept[1..].sort_unstable();
+    left_out.sort_unstable();
+    let shown: Vec<String> = left_out
+        .iter()
+        .take(10)
+        .map(|p| crate::error::escape(p).into_owned())
+        .collect();
+    warn(format_args!(
+        "{} profiles, but the scanner supervises at most {} gateways (HERMES_S6_MAX_PROFILES): not registered: {}{}",
+        profiles.len(),
+        cfg.max_profiles,
+        shown.join(", "),
+        if left_out.len() > shown.len() {
+            format!(" and {} more", left_out.len() - shown.len())
+        } else {
+            String::new()
+        }
+    ));
+    (kept, left_out)
+}
+
 /// A slot's profile is known to be gone: its home or its SOUL.md does not
 /// exist (or the home is a link, which is never a profile). A home that
 /// cannot be read is *not* gone: its slot stays (a re-run must not take a
@@ -286,6 +339,95 @@ fn own(f: &File, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
     fsutil::fchown(f, uid, gid)
         .and_then(|_| f.set_permissions(fs::Permissions::from_mode(mode)))
         .map_err(|e| sys("chown/chmod", path, e))
+}
+
+/// Where init-scandir moves old scan directories: `PARENT/.old`, root's,
+/// 0755 (the hermes user lists it and empties what it owns there, but
+/// cannot add or rename anything).
+pub const RETIRED: &str = ".old";
+/// Empty leftovers root removes per boot (rmdir only: it never walks).
+const RETIRED_RMDIR_MAX: usize = 64;
+
+/// Move the old scan directory to `PARENT/.old/service.SECS.PID`: one
+/// rename, whatever the hermes user built inside. Retired directories that
+/// the hermes user has emptied since are removed (rmdir, bounded).
+fn retire(parent: &Path, scandir: &Path) -> Result<()> {
+    let old = parent.join(RETIRED);
+    match fs::symlink_metadata(&old) {
+        Ok(m) if m.is_dir() => {}
+        // only root writes PARENT (checked): whatever this is, it is root's
+        Ok(_) => fs::remove_file(&old).map_err(|e| sys("remove", &old, e))?,
+        Err(_) => {}
+    }
+    if fs::symlink_metadata(&old).is_err() {
+        fs::create_dir(&old).map_err(|e| sys("mkdir", &old, e))?;
+    }
+    let d = open_nofollow(&old, libc::O_RDONLY | libc::O_DIRECTORY)?;
+    own(&d, &old, 0, 0, 0o755)?;
+    if let Ok(rd) = fs::read_dir(&old) {
+        for e in rd.flatten().take(RETIRED_RMDIR_MAX) {
+            let _ = fs::remove_dir(e.path()); // ENOTEMPTY: the hermes user is not done yet
+        }
+    }
+    let base = format!(
+        "{}.{}.{}",
+        scandir
+            .file_name()
+            .map_or("service".into(), |n| n.to_string_lossy()),
+        crate::clock::now_secs(),
+        std::process::id()
+    );
+    for n in 0..100 {
+        let to = old.join(if n == 0 {
+            base.clone()
+        } else {
+            format!("{}.{}", base, n)
+        });
+        if fs::symlink_metadata(&to).is_ok() {
+            continue;
+        }
+        return fs::rename(scandir, &to).map_err(|e| sys("move aside", scandir, e));
+    }
+    Err(refused(format!(
+        "no free name in {} to move {} to",
+        old.display(),
+        scandir.display()
+    )))
+}
+
+/// The hermes user's part of `init-scandir`: empty the retired scan
+/// directories (iteratively, one fd at a time, bounded), in a process of its
+/// own so the boot never waits for it or fails on it. Best-effort: what is
+/// left is tried again at the next boot.
+pub fn clear_retired(cfg: &Config) {
+    if cfg.scandir == Path::new(ROOT_SCANDIR) {
+        return;
+    }
+    let Some(old) = cfg.scandir.parent().map(|p| p.join(RETIRED)) else {
+        return;
+    };
+    let Ok(rd) = fs::read_dir(&old) else {
+        return;
+    };
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let mine: Vec<std::path::PathBuf> = rd
+        .flatten()
+        .filter(|e| {
+            e.file_type().is_ok_and(|t| t.is_dir()) && e.metadata().is_ok_and(|m| m.uid() == me)
+        })
+        .map(|e| e.path())
+        .collect();
+    if mine.is_empty() {
+        return;
+    }
+    crate::ready::detach(|| {
+        crate::ready::to_dev_null(&[0, 1, 2]);
+        for dir in &mine {
+            // best-effort: what is left is tried again at the next boot
+            let _ = fsutil::clear_dir(dir, std::time::Duration::from_secs(60));
+        }
+    });
 }
 
 /// `hermes-s6 init-scandir` (cont-init.d, root). Nested layout: create the
@@ -330,8 +472,11 @@ pub fn init_scandir(cfg: &Config) -> Result<()> {
     if let Ok(m) = fs::symlink_metadata(scandir) {
         if m.is_dir() {
             // Docker keeps /run across `docker restart`: a deleted profile's
-            // slot must not come back. remove_dir_all never follows links.
-            slot::remove_tree(scandir)?;
+            // slot must not come back. The old tree is the hermes user's:
+            // root never walks it (a chain of thousands of directories would
+            // exhaust root's fds and stop the boot, every boot); it moves
+            // aside in O(1), and reconcile clears it as the hermes user.
+            retire(parent, scandir)?;
         } else {
             fs::remove_file(scandir).map_err(|e| sys("remove", scandir, e))?;
         }

@@ -1,10 +1,13 @@
 //! Gateway slots: the s6 service directories `$SCANDIR/gateway-P/`.
 //!
-//! A slot is built complete under the dot-name `.gateway-P.tmp` (s6-svscan
-//! skips dot-names) and published with one `rename(2)`; removal goes the
-//! other way (down and finished, renamed to a dot-name, pruned by the
-//! scanner, then deleted). The scripts are the templates in `execline/`,
-//! filled in here.
+//! A slot is built complete under the dot-name `.gateway-P.PID.tmp`
+//! (s6-svscan skips dot-names; one per builder) and published with one
+//! `rename(2)`; removal goes the other way (down and finished, renamed to a
+//! dot-name, pruned by the scanner, then deleted). Everything that checks,
+//! builds, publishes, removes or signals P's slot holds P's lock,
+//! `.gateway-P.lock` in the scan directory ([`lock`]): concurrent commands on
+//! one profile take turns, and the sweep never removes a build in progress.
+//! The scripts are the templates in `execline/`, filled in here.
 
 use crate::control;
 use crate::error::{refused, sys, warn, Error, Result};
@@ -62,7 +65,36 @@ pub fn list(cfg: &Config) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Remove leftover `.gateway-*.tmp` (and `.gateway-*.del.*`) build dirs.
+/// P's lock: held by whoever checks, builds, publishes, removes or signals
+/// P's slot, for as long as that takes (bounded by the command's timeout).
+/// None when there is no scan directory (nothing to race over).
+pub fn lock(cfg: &Config, p: &str) -> Result<Option<crate::fsutil::Lock>> {
+    if fs::symlink_metadata(&cfg.scandir).is_err() {
+        return Ok(None);
+    }
+    crate::fsutil::lock_exclusive(&lock_path(cfg, p)).map(Some)
+}
+
+fn lock_path(cfg: &Config, p: &str) -> PathBuf {
+    cfg.scandir.join(format!(".{}{}.lock", PREFIX, p))
+}
+
+/// The profile of a leftover `.gateway-P[.PID].tmp` or `.gateway-P.del.N`.
+fn leftover_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?.strip_prefix(PREFIX)?;
+    let p = match rest.strip_suffix(".tmp") {
+        Some(r) => r.split_once('.').map_or(r, |(p, _pid)| p),
+        None => rest.split_once(".del")?.0,
+    };
+    profile::validate(p).ok().map(|_| p)
+}
+
+/// Remove leftover build (`.gateway-P.PID.tmp`) and removal
+/// (`.gateway-P.del.N`) directories — only those nobody is working on: P's
+/// lock is free (a builder holds it from check to publish), and, for a
+/// removal, no supervisor runs on it (its unregister is still waiting). A
+/// supervision check that fails keeps the directory (said): a supervisor may
+/// still run there.
 pub fn sweep_tmp(cfg: &Config) -> Result<usize> {
     let rd = match fs::read_dir(&cfg.scandir) {
         Ok(rd) => rd,
@@ -73,15 +105,18 @@ pub fn sweep_tmp(cfg: &Config) -> Result<usize> {
     for ent in rd.flatten() {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let stale =
-            name.starts_with(".gateway-") && (name.ends_with(".tmp") || name.contains(".del"));
-        if !stale {
-            continue;
-        }
+        let Some(p) = leftover_of(name) else { continue };
+        let Ok(Some(_busy)) = crate::fsutil::try_lock(&lock_path(cfg, p), true) else {
+            continue; // somebody works on P now (or its lock is unusable): not ours to judge
+        };
         let path = ent.path();
-        // A `.del` dir whose supervisor still runs is left to its unregister.
-        if svstat::is_supervised(&path).unwrap_or(false) {
-            continue;
+        match svstat::is_supervised(&path) {
+            Ok(false) => {}
+            Ok(true) => continue, // left to its unregister
+            Err(e) => {
+                warn(format_args!("{} kept: {}", path.display(), e));
+                continue;
+            }
         }
         remove_tree(&path)?;
         n += 1;
@@ -368,6 +403,8 @@ pub struct Builder<'a> {
     notification_fd: Option<String>,
     env: String,
     seed: bool,
+    /// A scanner listens on the scan directory (checked once).
+    pub scanner_listens: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -404,6 +441,7 @@ impl<'a> Builder<'a> {
                 cfg.shebangdir.display()
             ),
             seed: needs_seeding(cfg),
+            scanner_listens: control::svscanctl(&cfg.scandir, "").unwrap_or(false),
         })
     }
 
@@ -487,8 +525,10 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Where this process builds P's slot: one directory per builder.
 fn tmp_dir(cfg: &Config, p: &str) -> PathBuf {
-    cfg.scandir.join(format!(".{}{}.tmp", PREFIX, p))
+    cfg.scandir
+        .join(format!(".{}{}.{}.tmp", PREFIX, p, std::process::id()))
 }
 
 /// Build and publish one slot (see [`Builder::publish`]).
@@ -520,10 +560,19 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     if fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
         return crate::fsutil::remove_file(path).map(|_| ());
     }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(sys("remove", path, e)),
+    // An s6-supervise that has just let go of the directory may still be
+    // writing its last status into it: a few more tries, then the error.
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(sys("remove", path, e)),
+        }
     }
 }
 
@@ -537,6 +586,9 @@ pub fn unpublish(cfg: &Config, p: &str, timeout: Duration) -> Result<bool> {
     }
     let supervised = svstat::is_supervised(&dir)?;
     if supervised {
+        // a supervisor just started takes its lock before it opens its
+        // control FIFO: wait for that (bounded) rather than fail in between
+        wait_supervised(&dir, timeout)?;
         control::svc(&dir, "d")?;
         let down = control::wait_until(timeout, || {
             Ok(match svstat::read(&dir)? {
@@ -596,6 +648,17 @@ mod tests {
         assert_eq!(profile_of("gateway-"), None);
         assert_eq!(profile_of("gateway-Bad"), None);
         assert_eq!(profile_of(".gateway-x.tmp"), None);
+        assert_eq!(profile_of(".gateway-x.lock"), None);
+    }
+
+    #[test]
+    fn leftovers_name_their_profile() {
+        assert_eq!(leftover_of(".gateway-coder.412.tmp"), Some("coder"));
+        assert_eq!(leftover_of(".gateway-coder.tmp"), Some("coder"));
+        assert_eq!(leftover_of(".gateway-coder.del.99"), Some("coder"));
+        assert_eq!(leftover_of(".gateway-coder.lock"), None);
+        assert_eq!(leftover_of(".gateway-Bad.tmp"), None);
+        assert_eq!(leftover_of("gateway-coder"), None);
         assert_eq!(profile_of("s6-linux-init-shutdownd"), None);
     }
 

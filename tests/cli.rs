@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "stop",
     "restart",
     "status",
+    "health",
     "list",
     "pid",
     "port",
@@ -23,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "finish",
     "log",
     "init-scandir",
+    "svscan",
 ];
 
 #[test]
@@ -494,6 +496,7 @@ fn health_names_each_profile_meant_to_run_that_runs_nowhere_and_is_0_once_its_le
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(home.join("gateway.lease"))
         .unwrap();
     std::fs::write(
@@ -517,4 +520,36 @@ fn health_names_each_profile_meant_to_run_that_runs_nowhere_and_is_0_once_its_le
     assert!(o.stdout.contains(" holder=gw-b/412 port="), "{}", o.stdout);
     drop(lease);
     f.hs(&["health"]).code(1);
+}
+
+#[test]
+fn past_the_scanners_size_default_and_the_profiles_meant_to_run_come_first_and_the_rest_is_said() {
+    let f = Scandir::new("cli-limit");
+    for p in ["aa", "bb", "cc", "dd"] {
+        f.profile(p);
+    }
+    f.write_state("dd", r#"{"desired_state":"running"}"#);
+    f.write_state("cc", r#"{"desired_state":"running"}"#);
+    let env = [("HERMES_S6_MAX_PROFILES", "3")];
+    let o = f.hs_env(&env, &["reconcile"]).ok();
+    assert!(
+        o.stderr.contains("5 profiles, but the scanner supervises at most 3 gateways (HERMES_S6_MAX_PROFILES): not registered: aa, bb"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(f.hs(&["list"]).ok().stdout, "cc\ndd\ndefault\n");
+    // one more: refused, exit 1, nothing published
+    let o = f.hs_env(&env, &["register", "aa"]).code(1);
+    assert!(o.stderr.contains("at most 3 gateways"), "{}", o.stderr);
+    let o = f.hs_env(&env, &["start", "bb"]).code(1);
+    assert!(o.stderr.contains("at most 3 gateways"), "{}", o.stderr);
+    assert_eq!(f.hs(&["list"]).ok().stdout, "cc\ndd\ndefault\n");
+    // a larger limit: every profile
+    f.hs_env(&[("HERMES_S6_MAX_PROFILES", "5")], &["reconcile"])
+        .ok();
+    assert_eq!(f.hs(&["list"]).ok().stdout, "aa\nbb\ncc\ndd\ndefault\n");
+    // a smaller one again: the slots past it go (with the warning)
+    let o = f.hs_env(&env, &["reconcile"]).ok();
+    assert!(o.stderr.contains("not registered: aa, bb"), "{}", o.stderr);
+    assert_eq!(f.hs(&["list"]).ok().stdout, "cc\ndd\ndefault\n");
 }

@@ -546,6 +546,7 @@ fn weird_config(s: &str) -> Config {
         )),
         ready: None,
         shebangdir: PathBuf::from("/command"),
+        max_profiles: hermes_s6::profile::DEFAULT_MAX_PROFILES,
     }
 }
 

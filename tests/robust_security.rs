@@ -19,6 +19,7 @@ use robust_util::*;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -655,6 +656,67 @@ fn init_child() {
             chown(&scandir, 10000, 10000);
             fresh_and_owned(&init());
         }
+        "deep_tree" => {
+            // the hermes user's chain of directories deeper than root's fd
+            // limit: init-scandir never walks it, it moves it aside
+            fs::create_dir(&parent).unwrap();
+            chmod(&parent, 0o755);
+            fs::create_dir(&scandir).unwrap();
+            let mut d = fs::File::open(&scandir).unwrap();
+            for _ in 0..1500 {
+                let n = std::ffi::CString::new("d").unwrap();
+                // SAFETY: valid dirfd and name; the new fd is owned by the File.
+                unsafe {
+                    assert_eq!(libc::mkdirat(d.as_raw_fd(), n.as_ptr(), 0o755), 0);
+                    let fd = libc::openat(
+                        d.as_raw_fd(),
+                        n.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    assert!(fd >= 0);
+                    d = fs::File::from_raw_fd(fd);
+                }
+            }
+            drop(d);
+            chown(&scandir, 10000, 10000);
+            // a low fd limit, as in the attack: walking would need 1500
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            // SAFETY: setrlimit with a valid struct, in this child process only.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+            fresh_and_owned(&init());
+            let old = parent.join(".old");
+            let m = fs::symlink_metadata(&old).unwrap();
+            assert_eq!(
+                (m.uid(), m.mode() & 0o7777),
+                (0, 0o755),
+                ".old is root's, read-only to others"
+            );
+            let moved: Vec<_> = fs::read_dir(&old)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            assert_eq!(moved.len(), 1, "{:?}", moved);
+            assert!(moved[0].join("d").is_dir(), "moved whole, not walked");
+            // the hermes user's part (here as root: the same function), then the next boot
+            hermes_s6::fsutil::clear_dir(&moved[0], Duration::from_secs(30)).unwrap();
+            fresh_and_owned(&init());
+            let left: Vec<_> = fs::read_dir(&old)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            assert_eq!(
+                left.len(),
+                1,
+                "the emptied one is gone, this boot's is there: {:?}",
+                left
+            );
+            assert_ne!(left[0], moved[0]);
+        }
         "root_scandir_layout" => {
             // the compatibility layout acts on the literal /run/service: a tmpfs over /run,
             // in this namespace only
@@ -720,6 +782,14 @@ fn init_scandir_removes_a_stale_tree_without_following_links() {
         return;
     }
     init_in_namespace("stale_tree");
+}
+
+#[test]
+fn init_scandir_moves_a_tree_deeper_than_its_fd_limit_aside_in_one_rename() {
+    if in_child() {
+        return;
+    }
+    init_in_namespace("deep_tree");
 }
 
 #[test]
