@@ -169,7 +169,7 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         // A planned stop, so a hermes gateway exits cleanly; the intent is
         // left alone (the profile's files are untouched).
         if let Some(pid) = up_pid(&dir)? {
-            if let Err(e) = marker::write(&cfg.home(p), pid as u32, None) {
+            if let Err(e) = marker::write(&cfg.home(p), pid, None) {
                 warn(e);
             }
         }
@@ -185,8 +185,8 @@ pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
 /// A marker that cannot be written (the gateway died meanwhile, so its
 /// /proc/PID/stat is gone; EACCES…) is a warning, never a reason not to stop:
 /// the intent is already on disk and wins at the next boot (as upstream).
-fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> bool {
-    if let Err(e) = marker::write(home, pid as u32, action) {
+fn mark(home: &Path, dir: &Path, pid: u32, action: Option<&str>) -> bool {
+    if let Err(e) = marker::write(home, pid, action) {
         warn(format_args!(
             "profile home {}: no planned-stop marker: {}",
             home.display(),
@@ -194,7 +194,7 @@ fn mark(home: &Path, dir: &Path, pid: u64, action: Option<&str>) -> bool {
         ));
         return false;
     }
-    if let Err(e) = marker::write(&dir.join("data"), pid as u32, action) {
+    if let Err(e) = marker::write(&dir.join("data"), pid, action) {
         warn(e);
     }
     true
@@ -263,15 +263,28 @@ fn wait_ready(
     Ok(())
 }
 
-fn unmark(home: &Path, dir: &Path) {
-    let _ = marker::remove(home);
-    let _ = marker::remove(&dir.join("data"));
+/// A step of a rollback (or a clean-up after success) that failed: the
+/// command's outcome stands, but a file may not be as it was — said, never
+/// swallowed.
+fn undone<T>(r: Result<T>) {
+    if let Err(e) = r {
+        warn(e);
+    }
 }
 
-fn up_pid(dir: &Path) -> Result<Option<u64>> {
+fn unmark(home: &Path, dir: &Path) {
+    undone(marker::remove(home));
+    undone(marker::remove(&dir.join("data")));
+}
+
+/// The pid s6 says is up. `supervise/status` carries 64 bits; a value no
+/// kernel gives a process (a forged or corrupt file) is no pid at all, never
+/// a truncated one that would name another process.
+fn up_pid(dir: &Path) -> Result<Option<u32>> {
     Ok(svstat::read(dir)?
         .filter(|s| s.up && s.pid > 0)
-        .map(|s| s.pid))
+        .and_then(|s| u32::try_from(s.pid).ok())
+        .filter(|&p| p <= i32::MAX as u32))
 }
 
 /// Make sure P has a slot that a supervisor runs; registers a missing slot of
@@ -380,13 +393,13 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     });
     if let Err(e) = sent {
         if let Some(d) = had_down {
-            let _ = slot::set_autostart(&dir, !d);
+            undone(slot::set_autostart(&dir, !d));
         }
         restore_desired(&home, prev);
         return Err(e);
     }
     // A start clears the crash-loop count (SPEC §3.3), once it happened.
-    let _ = Tally::clear(&dir);
+    undone(Tally::clear(&dir));
     drop(turn);
     wait_ready(p, "up", w, &dir, &home, leaving, None)
 }
@@ -421,7 +434,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         let had_down = dir.join("down").exists();
         slot::set_autostart(&dir, false)?;
         if let Err(e) = control::svc(&dir, "d") {
-            let _ = slot::set_autostart(&dir, !had_down);
+            undone(slot::set_autostart(&dir, !had_down));
             return Err(e);
         }
         drop(turn);
@@ -436,7 +449,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let had_down = dir.join("down").exists();
     let sent = slot::set_autostart(&dir, false).and_then(|_| control::svc(&dir, "d"));
     if let Err(e) = sent {
-        let _ = slot::set_autostart(&dir, !had_down);
+        undone(slot::set_autostart(&dir, !had_down));
         restore_desired(&home, prev);
         if marked {
             unmark(&home, &dir);
@@ -483,7 +496,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     let had_down = dir.join("down").exists();
     // every failure from here on puts the `down` file back too
     let undo = |prev| {
-        let _ = slot::set_autostart(&dir, !had_down);
+        undone(slot::set_autostart(&dir, !had_down));
         restore_desired(&home, prev);
     };
     if let Err(e) = slot::set_autostart(&dir, true) {
@@ -516,8 +529,12 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     // A restart clears the crash-loop count (SPEC §3.3), once it happened.
-    let _ = Tally::clear(&dir);
-    let old = if away.is_some() { 0 } else { old.unwrap_or(0) };
+    undone(Tally::clear(&dir));
+    let old = if away.is_some() {
+        0
+    } else {
+        old.map_or(0, u64::from)
+    };
     drop(turn);
     wait_ready(p, "up again", w, &dir, &home, old, away.as_ref())
 }

@@ -433,11 +433,13 @@ impl<'a> Builder<'a> {
             // One `data/env` file read by execline's `envfile`, rather
             // than an env/ directory of four: 4 inodes fewer per slot, and
             // file creation is what a boot of many profiles pays for.
+            // Not HERMES_S6_USER: the account a root-run slot (the root
+            // layout) drops to comes from the container environment only,
+            // never from a file its builder — the hermes user — writes.
             env: format!(
-                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_USER={}\nHERMES_S6_SHEBANGDIR={}\n",
+                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_SHEBANGDIR={}\n",
                 cfg.hermes_home.display(),
                 cfg.scandir.display(),
-                cfg.user,
                 cfg.shebangdir.display()
             ),
             seed: needs_seeding(cfg),
@@ -584,7 +586,14 @@ pub fn unpublish(cfg: &Config, p: &str, timeout: Duration) -> Result<bool> {
     if !is_registered(cfg, p) {
         return Ok(false);
     }
-    let supervised = svstat::is_supervised(&dir)?;
+    let mut supervised = svstat::is_supervised(&dir)?;
+    if !supervised && control::svscanctl(&cfg.scandir, "a")? {
+        // A listening scanner about to pick the slot up (a register a moment
+        // ago) must not have it moved from under it mid-spawn: that leaves a
+        // logger's supervisor running in a deleted directory. Let it finish
+        // (bounded) and take the supervised path.
+        supervised = wait_supervised(&dir, Duration::from_millis(2000))?;
+    }
     if supervised {
         // a supervisor just started takes its lock before it opens its
         // control FIFO: wait for that (bounded) rather than fail in between
@@ -621,7 +630,15 @@ pub fn unpublish(cfg: &Config, p: &str, timeout: Duration) -> Result<bool> {
             Err(e) => warn(e),
         }
         let log = del.join("log");
+        // Asked again now and then: a scanner busy with an earlier scan (a
+        // register's, a moment ago) may have taken the first ask before it
+        // saw the directory go.
+        let mut asked = std::time::Instant::now();
         let gone = control::wait_until(timeout, || {
+            if asked.elapsed() >= Duration::from_millis(250) {
+                let _ = control::svscanctl(&cfg.scandir, "an");
+                asked = std::time::Instant::now();
+            }
             Ok(!svstat::is_supervised(&del)? && !svstat::is_supervised(&log)?)
         })?;
         if !gone {

@@ -69,10 +69,6 @@ impl State {
         self.get(k).and_then(Value::as_str)
     }
 
-    pub fn get_i64(&self, k: &str) -> Option<i64> {
-        self.get(k).and_then(Value::as_i64)
-    }
-
     pub fn get_u64(&self, k: &str) -> Option<u64> {
         self.get(k).and_then(Value::as_u64)
     }

@@ -115,7 +115,7 @@ pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
                 r.seconds = st.seconds_in_state(now);
                 r.want_up = Some(st.want_up);
                 r.paused = Some(st.paused);
-                r.normally_up = st.normally_up;
+                r.normally_up = st.normally_up.or_else(|| svstat::normally_up(&dir));
                 r.ready = Some(ready);
                 r.last_exit = last_exit(&st);
             }

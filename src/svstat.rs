@@ -98,7 +98,8 @@ pub struct Status {
     pub stamp: Option<Tai>,
     /// When it last became ready (or, when down, ready to be started again).
     pub ready_stamp: Option<Tai>,
-    /// No `./down` file in the service directory. None from [`decode`], set by [`read`].
+    /// No `./down` file in the service directory: from `s6-svstat`'s answer in
+    /// the fallback, else None ([`normally_up`] asks the directory).
     pub normally_up: Option<bool>,
 }
 
@@ -443,6 +444,36 @@ pub fn parse_human(line: &str) -> Option<Human> {
     Some(h)
 }
 
+impl Human {
+    /// The same facts as a [`Status`], the stamps worked back from the
+    /// seconds at `now` (unix seconds). `ready` is s6's flag: up and ready.
+    pub fn to_status(&self, now: i64) -> Status {
+        let ago = |n: u64| Tai {
+            secs: (now.saturating_sub(n.min(i64::MAX as u64) as i64) as i128
+                + TAI_MAGIC as i128
+                + TAI_UTC_OFFSET as i128)
+                .clamp(0, u64::MAX as i128) as u64,
+            nanos: 0,
+        };
+        Status {
+            up: self.up,
+            pid: if self.up { self.pid } else { 0 },
+            pgid: self.pgid,
+            wstat: None,
+            exitcode: self.exitcode,
+            signal: self.signal,
+            want_up: self.want_up,
+            ready: self.up && self.ready_seconds.is_some(),
+            paused: self.paused && self.up,
+            finishing: self.finishing,
+            not_started: self.not_started,
+            stamp: self.seconds.map(ago),
+            ready_stamp: self.ready_seconds.map(ago),
+            normally_up: Some(self.normally_up),
+        }
+    }
+}
+
 /// Is an s6-supervise running on `svc_dir`? Exactly `s6_svc_ok()`: no `supervise/lock` →
 /// false; lock held → true; any other failure (EACCES…) → System error naming the lock file.
 pub fn is_supervised(svc_dir: &Path) -> Result<bool> {
@@ -468,13 +499,14 @@ pub fn is_supervised(svc_dir: &Path) -> Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as _)
 }
 
-/// `svc_dir/down` absent (s6 uses access(F_OK): a dangling symlink counts as absent).
-fn normally_up(svc_dir: &Path) -> Result<bool> {
-    let down = svc_dir.join("down");
-    match fs::metadata(&down) {
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(sys("access", &down, e)),
+/// `svc_dir/down` absent (s6 uses access(F_OK): a dangling symlink counts as
+/// absent); None when that cannot be told (EACCES…). Only `status` asks: a
+/// read of the status itself costs no stat for it and cannot fail on it.
+pub fn normally_up(svc_dir: &Path) -> Option<bool> {
+    match fs::metadata(svc_dir.join("down")) {
+        Ok(_) => Some(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(true),
+        Err(_) => None,
     }
 }
 
@@ -507,7 +539,7 @@ fn read_impl(
     }
     let path = svc_dir.join("supervise/status");
     // No-follow, non-blocking, bounded: the slot belongs to the hermes user.
-    let mut st = match crate::fsutil::read_file(&path, 4096)? {
+    let st = match crate::fsutil::read_file(&path, 4096)? {
         Some(bytes) => match decode(&bytes) {
             Some(st) => st,
             None => match read_via_svstat(svc_dir, &svstat_tool())? {
@@ -519,40 +551,78 @@ fn read_impl(
         // the service exists but was never started.
         None => OStatus::default().to_status(),
     };
-    st.normally_up = Some(normally_up(svc_dir)?);
     Ok(Some(st))
 }
 
+/// Ask `s6-svstat`: `-o FALLBACK_FIELDS` (every s6 that s6-overlay 3.x
+/// ships), else — an s6-svstat that refuses `-o` (exit 100) or prints a line
+/// that does not parse — its human line, both formats (`up (pid N)` and
+/// `up (pid N pgid N)`, `down (not started yet)`).
 fn read_via_svstat(svc_dir: &Path, tool: &Path) -> Result<Option<Status>> {
-    let out = Command::new(tool)
-        .arg("-o")
-        .arg(FALLBACK_FIELDS)
+    match svstat_o(svc_dir, tool)? {
+        Svstat::Got(st) => Ok(Some(st)),
+        Svstat::NotSupervised => Ok(None),
+        Svstat::Unreadable(why) => {
+            let out = spawn_svstat(tool, &[], svc_dir)?;
+            match out.status.code() {
+                Some(0) => {}
+                Some(1) => return Ok(None),
+                _ => return Err(refused(why)),
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().next().unwrap_or("");
+            match parse_human(line) {
+                Some(h) => Ok(Some(h.to_status(crate::clock::now_secs()))),
+                None => Err(refused(format!(
+                    "{}; its human line '{}' neither",
+                    why,
+                    crate::error::escape(line.trim())
+                ))),
+            }
+        }
+    }
+}
+
+enum Svstat {
+    Got(Status),
+    NotSupervised,
+    /// Why `-o` gave nothing usable.
+    Unreadable(String),
+}
+
+fn spawn_svstat(tool: &Path, args: &[&str], svc_dir: &Path) -> Result<std::process::Output> {
+    Command::new(tool)
+        .args(args)
         .arg(svc_dir)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| sys("spawn", tool, e))?;
+        .map_err(|e| sys("spawn", tool, e))
+}
+
+fn svstat_o(svc_dir: &Path, tool: &Path) -> Result<Svstat> {
+    let out = spawn_svstat(tool, &["-o", FALLBACK_FIELDS], svc_dir)?;
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0) => {}
-        Some(1) => return Ok(None), // "s6-supervise not running"
+        Some(1) => return Ok(Svstat::NotSupervised), // "s6-supervise not running"
         Some(111) => return Err(Error::System(err.trim().to_string())),
         _ => {
-            return Err(refused(format!(
+            return Ok(Svstat::Unreadable(format!(
                 "unable to read status for {}: {}",
                 svc_dir.display(),
-                err.trim()
+                crate::error::escape(err.trim())
             )))
         }
     }
     let fields: Vec<&str> = FALLBACK_FIELDS.split(',').collect();
     match parse_o(&fields, text.lines().next().unwrap_or("")) {
-        Some(o) => Ok(Some(o.to_status())),
-        None => Err(refused(format!(
-            "unable to read status for {}: unexpected s6-svstat output '{}'",
+        Some(o) => Ok(Svstat::Got(o.to_status())),
+        None => Ok(Svstat::Unreadable(format!(
+            "unable to read status for {}: unexpected s6-svstat -o output '{}'",
             svc_dir.display(),
-            text.trim()
+            crate::error::escape(text.trim())
         ))),
     }
 }

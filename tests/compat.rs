@@ -37,6 +37,8 @@ fn unprivileged_user_drives_gateways_under_roots_scanner() {
     }
     let mut f = Scandir::new("compat");
     f.set_env("HERMES_S6_USER", &format!("{}:{}", UID, UID));
+    // the account root's slots drop to: the container's, root-owned
+    f.svscan_env = vec![("HERMES_S6_USER".into(), format!("{}:{}", UID, UID))];
     f.profile("coder");
     chown_r(&f.home, UID, UID);
     // A scandir root owns, open to the hermes user (sticky: it cannot touch others' entries).
@@ -115,4 +117,23 @@ fn unprivileged_user_drives_gateways_under_roots_scanner() {
         .filter(|&p| p != svscan)
         .collect();
     assert!(left.is_empty(), "supervisors left: {:?}", left);
+
+    // The hermes user's own HERMES_S6_USER never reaches root's slot: the
+    // account comes from the container environment only.
+    f.profile("evil");
+    chown_r(&f.home_of("evil"), UID, UID);
+    f.set_env("HERMES_S6_USER", "0:0");
+    f.hs_as_10000(&["register", "evil", "--start"]).ok();
+    let env = fs::read_to_string(f.slot("evil").join("data/env")).unwrap();
+    assert!(!env.contains("HERMES_S6_USER"), "{}", env);
+    let pid = f.wait_gateway("evil", 0);
+    let st = fs::read_to_string(format!("/proc/{}/status", pid)).unwrap();
+    let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().skip(1).collect::<Vec<_>>(),
+        vec!["10000"; 4],
+        "root ran the gateway as the account the hermes user asked for: {}",
+        uid_line
+    );
+    f.hs_as_10000(&["unregister", "evil"]).ok();
 }

@@ -177,10 +177,19 @@ fn settle(dir: &Path, what: &str, want: impl Fn(&Status) -> bool) -> Status {
     let end = Instant::now() + DEADLINE;
     let mut last = None;
     while Instant::now() < end {
-        if let Ok(Some(a)) = svstat::read(dir) {
+        // `normally_up` as `status` completes it (the `down` file)
+        let read = || {
+            svstat::read(dir).map(|o| {
+                o.map(|a| Status {
+                    normally_up: svstat::normally_up(dir),
+                    ..a
+                })
+            })
+        };
+        if let Ok(Some(a)) = read() {
             if want(&a) {
                 let theirs = s6_svstat(dir);
-                if let Ok(Some(b)) = svstat::read(dir) {
+                if let Ok(Some(b)) = read() {
                     if a == b {
                         assert_eq!(render(&a), theirs, "{}: ours {:?}", what, a);
                         return a;
@@ -298,10 +307,52 @@ fn read_matches_real_s6_svstat_in_every_state() {
         Status {
             wstat: None,
             pgid: None,
+            normally_up: None, // not among the fallback's fields
             ..p.clone()
         },
         Status { pgid: None, ..fb }
     );
+    // An s6-svstat that refuses `-o` (exit 100, as on an unknown option):
+    // the human line, read by the same parser the tests check above.
+    let no_o = tree.dir.join(".s6-svstat-without-o");
+    fs::write(
+        &no_o,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = -o ] && {{ echo 's6-svstat: usage' >&2; exit 100; }}\nexec {} \"$@\"\n",
+            tool("s6-svstat").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&no_o, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(&status_file, &longer).unwrap();
+    let h = svstat::read_with(&paused, &no_o).unwrap().unwrap();
+    fs::write(&status_file, &orig).unwrap();
+    assert_eq!(
+        (
+            h.up,
+            h.pid,
+            h.want_up,
+            h.paused,
+            h.ready,
+            h.exitcode,
+            h.signal,
+            h.normally_up
+        ),
+        (
+            p.up,
+            p.pid,
+            p.want_up,
+            p.paused,
+            p.ready,
+            p.exitcode,
+            p.signal,
+            p.normally_up
+        ),
+        "human fallback {:?} vs {:?}",
+        h,
+        p
+    );
+    assert!(h.stamp.is_some());
 
     s6_svc("-d", &running);
     let st = settle(&running, "down by SIGTERM", |s| {

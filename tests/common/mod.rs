@@ -172,7 +172,9 @@ impl Scandir {
             scandir,
             gw,
             env: Vec::new(),
-            svscan_env: Vec::new(),
+            // the "container environment" of the fixture's tree: its slots
+            // run as root and stay root (the files are the test's)
+            svscan_env: vec![("HERMES_S6_USER".into(), "0:0".into())],
             svscan: None,
         }
     }
