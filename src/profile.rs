@@ -155,22 +155,20 @@ impl Config {
         }
     }
 
-    /// A real profile: `default`, or a directory `profiles/p/` (not a symlink) holding a
-    /// regular file `SOUL.md`. Invalid names are never real.
+    /// Is P a real profile? (SPEC §1; the rule is [`home_reality`].)
     pub fn is_real(&self, p: &str) -> bool {
+        matches!(self.reality(p), Reality::Real)
+    }
+
+    /// What P's home is: `default` is always real; an invalid name never is.
+    pub fn reality(&self, p: &str) -> Reality {
         if p == DEFAULT {
-            return true;
+            return Reality::Real;
         }
         if validate(p).is_err() {
-            return false;
+            return Reality::Gone;
         }
-        let home = self.home(p);
-        // A symlinked profile dir could point anywhere; refuse it rather than follow it.
-        match fs::symlink_metadata(&home) {
-            Ok(m) if m.is_dir() => {}
-            _ => return false,
-        }
-        fs::metadata(home.join("SOUL.md")).is_ok_and(|m| m.is_file())
+        home_reality(&self.home(p))
     }
 
     /// The slot of profile `p`: `$scandir/gateway-p`.
@@ -249,6 +247,43 @@ impl Config {
             }
         }
         preferred
+    }
+}
+
+/// What a profile home is.
+#[derive(Debug)]
+pub enum Reality {
+    /// A directory (not a symlink) holding a `SOUL.md` that is a regular file
+    /// or a link to one (only its existence is read).
+    Real,
+    /// Known not to be a profile: missing, not a directory, a symlink, no
+    /// `SOUL.md` (or one that is not a file).
+    Gone,
+    /// Cannot be told (EACCES, EIO…): neither run nor removed.
+    Unknown(std::io::Error),
+}
+
+/// The one rule for what makes a directory a real profile's home (SPEC §1),
+/// used by every command: `status`, `start`, the watcher, `reconcile`'s
+/// listing and its removal of the slots of profiles that are gone. A
+/// symlinked home could point anywhere: it is never followed.
+pub fn home_reality(home: &Path) -> Reality {
+    match fs::symlink_metadata(home) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Reality::Gone,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Reality::Gone,
+        Err(e) => return Reality::Unknown(e),
+    }
+    match fs::metadata(home.join("SOUL.md")) {
+        Ok(m) if m.is_file() => Reality::Real,
+        Ok(_) => Reality::Gone,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) => Reality::Gone,
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOTDIR) || e.raw_os_error() == Some(libc::ELOOP) =>
+        {
+            Reality::Gone
+        }
+        Err(e) => Reality::Unknown(e),
     }
 }
 

@@ -65,13 +65,10 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
             ));
             continue;
         };
-        // Same rule as Config::is_real: the profile directory itself must
-        // not be a link, SOUL.md may be one (only its existence is read).
-        match fs::metadata(path.join("SOUL.md")) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
+        match profile::home_reality(&path) {
+            profile::Reality::Real => {}
+            profile::Reality::Gone => continue,
+            profile::Reality::Unknown(e) => {
                 warn(format_args!(
                     "skipping profile directory {}: {}",
                     crate::error::escape(&path.display().to_string()),
@@ -312,20 +309,11 @@ fn within_limit(cfg: &Config, profiles: Vec<String>) -> (Vec<String>, Vec<String
     (kept, left_out)
 }
 
-/// A slot's profile is known to be gone: its home or its SOUL.md does not
-/// exist (or the home is a link, which is never a profile). A home that
-/// cannot be read is *not* gone: its slot stays (a re-run must not take a
-/// live gateway down because of a permission problem).
+/// A slot's profile is known to be gone (the one rule, `profile::home_reality`).
+/// A home that cannot be read is *not* gone: its slot stays (a re-run must
+/// not take a live gateway down because of a permission problem).
 fn gone(cfg: &Config, p: &str) -> bool {
-    let home = cfg.home(p);
-    match fs::symlink_metadata(&home) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        Ok(m) if !m.is_dir() => true,
-        Ok(_) => matches!(
-            fs::metadata(home.join("SOUL.md")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound
-        ),
-    }
+    matches!(cfg.reality(p), profile::Reality::Gone)
 }
 
 /// Open `path` without following a symlink or blocking on a FIFO.

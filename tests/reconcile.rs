@@ -387,11 +387,36 @@ fn leftover_tmp_slots_are_swept() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        // each profile's lock (.gateway-P.lock) stays: it is not a leftover
+        .filter(|n| !n.ends_with(".lock"))
         .collect();
     names.sort();
     assert_eq!(names, vec![".other", "gateway-coder", "gateway-default"]);
     let run = fs::read_to_string(f.slot("coder").join("run")).unwrap();
     assert!(run.contains(" run coder -- "), "{}", run);
+    // a build in progress (its profile's lock held) is never swept
+    let busy = f.scandir.join(".gateway-writer.4242.tmp");
+    fs::create_dir_all(&busy).unwrap();
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(f.scandir.join(".gateway-writer.lock"))
+        .unwrap();
+    // SAFETY: flock on an fd this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::unix::io::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    reconcile(&f);
+    assert!(
+        busy.is_dir(),
+        "a build whose builder holds its lock was swept"
+    );
+    drop(lock);
+    reconcile(&f);
+    assert!(!busy.exists(), "a leftover nobody works on is swept");
 }
 
 #[test]

@@ -97,7 +97,7 @@ check_eq "the slots are in /run/hermes/service now" "$(printf 'gateway-%s\n' cod
 check_eq "...and no longer in /run/service" "" xr sh -c 'ls /run/service | grep gateway- || true'
 check_eq "writer stays down (its stop survived the layout change)" down s6of writer
 check_eq "the nested s6-svscan runs as hermes" 10000 \
-  xr sh -c 'ps -eo uid=,args= | awk "\$2 == \"s6-svscan\" && \$4 == \"/run/hermes/service\" { print \$1 }"'
+  xr sh -c 'ps -eo uid=,args= | awk "\$2 ~ /s6-svscan\$/ && \$NF == \"/run/hermes/service\" { print \$1 }"'
 check_eq "the slots' supervisors run as hermes" 10000 supervisor_uid gateway-coder
 check_eq "the gateway runs as hermes" "10000 10000 10000 10000" uids "$(gwpid coder)"
 check_eq "the same edit of a run script runs as hermes here, not root" 10000 hazard /run/hermes/service
