@@ -42,7 +42,15 @@ fn cpath(path: &Path) -> io::Result<CString> {
 pub(crate) fn open_raw(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
     let c = cpath(path)?;
     // SAFETY: valid NUL-terminated path; the fd is owned by the File from here on.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+    // openat, not open: musl's open(2) adds an fcntl(F_SETFD) for O_CLOEXEC
+    let fd = unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -222,7 +230,7 @@ fn fill(
 /// symlink at `path` and never blocks on a FIFO: those, directories and oversized files are
 /// errors naming the path.
 pub fn read_file(path: &Path, max_len: usize) -> Result<Option<Vec<u8>>> {
-    let f = match open_raw(
+    let mut f = match open_raw(
         path,
         libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
         0,
@@ -249,6 +257,23 @@ pub fn read_file(path: &Path, max_len: usize) -> Result<Option<Vec<u8>>> {
         return Err(too_big());
     }
     let mut buf = Vec::with_capacity(m.len() as usize);
+    if m.len() > 0 {
+        // The size fstat gave, in one read (files are replaced by rename, not
+        // grown in place): no second read just to meet EOF.
+        buf.resize(m.len() as usize, 0);
+        let mut got = 0;
+        while got < buf.len() {
+            match f.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(sys("read", path, e)),
+            }
+        }
+        buf.truncate(got);
+        return Ok(Some(buf));
+    }
+    // /proc files say 0 bytes: read them to the end, bounded.
     f.take(max_len as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(|e| sys("read", path, e))?;
@@ -267,6 +292,16 @@ pub struct Lock {
 /// Take an exclusive flock on `path`, creating it 0644 (read-only open, so a lock file created
 /// by root can still be locked by the hermes user). Blocks until the lock is free.
 pub fn lock_exclusive(path: &Path) -> Result<Lock> {
+    lock(path, libc::LOCK_EX)
+}
+
+/// [`lock_exclusive`], shared: any number of holders, none while somebody
+/// holds it exclusively.
+pub fn lock_shared(path: &Path) -> Result<Lock> {
+    lock(path, libc::LOCK_SH)
+}
+
+fn lock(path: &Path, how: libc::c_int) -> Result<Lock> {
     let flags = libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let f = open_raw(path, flags, 0o644).map_err(|e| {
         if e.raw_os_error() == Some(libc::ELOOP) {
@@ -286,7 +321,7 @@ pub fn lock_exclusive(path: &Path) -> Result<Lock> {
     let mut pause = std::time::Duration::from_millis(1);
     loop {
         // SAFETY: valid fd.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) } == 0 {
             return Ok(Lock { _file: f });
         }
         let e = io::Error::last_os_error();

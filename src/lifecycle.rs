@@ -507,6 +507,43 @@ pub fn exec(argv: &[String]) -> Error {
     ))
 }
 
+/// The profile `-` stands for in the shared slot scripts (installed once in
+/// lib/hermes-s6, linked from every slot): the one whose slot is the working
+/// directory — s6 runs `run` and `finish` in the slot (`gateway-P`, or the
+/// name s6-overlay's shutdown gives it: `.gateway-P…`, `…-gateway-P`), and
+/// `log/run` in its `log/`.
+pub fn profile_from_cwd(in_log: bool) -> Result<String> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| crate::error::sys("read the working directory", Path::new("."), e))?;
+    let dir = if in_log {
+        cwd.parent().unwrap_or(&cwd)
+    } else {
+        &cwd
+    };
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let p = slot_profile(name).ok_or_else(|| {
+        Error::Usage(format!(
+            "profile '-': {} is not a gateway slot (gateway-P)",
+            crate::error::escape(&dir.display().to_string())
+        ))
+    })?;
+    Ok(p.to_string())
+}
+
+/// The profile in a slot directory's name, whatever s6-overlay renamed it to.
+pub fn slot_profile(name: &str) -> Option<&str> {
+    let pre = crate::slot::PREFIX;
+    let rest = if let Some(r) = name.strip_prefix(pre) {
+        r
+    } else if let Some(r) = name.strip_prefix('.').and_then(|n| n.strip_prefix(pre)) {
+        r.split('.').next()?
+    } else {
+        let at = name.find(&format!("-{}", pre))?;
+        &name[at + 1 + pre.len()..]
+    };
+    profile::validate(rest).ok().map(|_| rest)
+}
+
 /// The slot finish runs in: its working directory (s6 runs finish in the
 /// service directory, which s6-overlay's shutdown may have renamed to a
 /// dot-name), else `$SCANDIR/gateway-P`.
@@ -634,6 +671,22 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
         );
     }
     Ok(verdict.exit)
+}
+
+#[cfg(test)]
+mod slot_name_tests {
+    use super::slot_profile;
+
+    #[test]
+    fn the_profile_of_a_slot_is_read_from_any_name_s6_overlay_gives_it() {
+        assert_eq!(slot_profile("gateway-coder"), Some("coder"));
+        assert_eq!(slot_profile("gateway-my-gateway-x"), Some("my-gateway-x"));
+        assert_eq!(slot_profile(".gateway-coder.412.tmp"), Some("coder"));
+        assert_eq!(slot_profile(".s6-shutdown-gateway-coder"), Some("coder"));
+        assert_eq!(slot_profile("log"), None);
+        assert_eq!(slot_profile("gateway-Bad"), None);
+        assert_eq!(slot_profile("gateway-"), None);
+    }
 }
 
 #[cfg(test)]

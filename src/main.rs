@@ -26,9 +26,10 @@ commands:
   list                            profiles that have a slot, sorted
   pid P                           pid of P's running gateway (exit 1 when down)
   port P                          P's port
-  run P [-- CMD ARGS...]          (slot run script) record the run-intent, exec the gateway
+  run P [-- CMD ARGS...]          (slot run script) take the lease, record the run-intent, exec the gateway
   finish P CODE SIGNAL            (slot finish script) classify the death, persist it
   log P                           (slot log/run script) exec s6-log into P's log directory
+                                  (run/finish/log: P `-` = the slot of the working directory)
   init-scandir                    (cont-init.d, root) prepare the scan directory
   svscan SCANDIR                  (the nested tree's service) exec s6-svscan sized for the profiles
 
@@ -167,6 +168,16 @@ fn lifecycle_cmd(cfg: &Config, cmd: &str, a: &Args) -> Result<i32> {
     Ok(0)
 }
 
+/// `run`/`finish`/`log`'s P: `-` in the shared slot scripts stands for the
+/// slot the command runs in.
+fn slot_profile(p: &str, in_log: bool) -> Result<String> {
+    if p == "-" {
+        lifecycle::profile_from_cwd(in_log)
+    } else {
+        Ok(p.to_string())
+    }
+}
+
 fn int_arg(cmd: &str, what: &str, v: &str) -> Result<i32> {
     v.parse()
         .map_err(|_| usage(format!("{}: {} must be an integer, got '{}'", cmd, what, v)))
@@ -255,7 +266,7 @@ fn dispatch(cmd: &str, a: Args) -> Result<i32> {
         }
         "run" => {
             want(&a, cmd, 1)?;
-            lifecycle::run(&cfg, &a.positional[0], a.rest)?;
+            lifecycle::run(&cfg, &slot_profile(&a.positional[0], false)?, a.rest)?;
             Ok(111)
         }
         "finish" => {
@@ -265,11 +276,11 @@ fn dispatch(cmd: &str, a: Args) -> Result<i32> {
             }
             let code = int_arg(cmd, "CODE", &a.positional[1])?;
             let sig = int_arg(cmd, "SIGNAL", &a.positional[2])?;
-            lifecycle::finish(&cfg, &a.positional[0], code, sig)
+            lifecycle::finish(&cfg, &slot_profile(&a.positional[0], false)?, code, sig)
         }
         "log" => {
             want(&a, cmd, 1)?;
-            lifecycle::log(&cfg, &a.positional[0])?;
+            lifecycle::log(&cfg, &slot_profile(&a.positional[0], true)?)?;
             Ok(111)
         }
         "init-scandir" => {

@@ -27,6 +27,11 @@ const RUN: &str = include_str!("../execline/gateway-run");
 const FINISH: &str = include_str!("../execline/gateway-finish");
 const LOG_RUN: &str = include_str!("../execline/gateway-log-run");
 
+/// The shared files of one builder: `.hermes-s6-template.PID` (a dot-name:
+/// s6-svscan skips it; removed when the builder is done, the slots' links
+/// keep the files).
+const TEMPLATE: &str = ".hermes-s6-template.";
+
 /// Milliseconds s6-supervise waits after SIGTERM before SIGKILL: a gateway
 /// that ignores SIGTERM must not hang `stop --wait`, unregister or shutdown.
 pub const DEFAULT_TIMEOUT_KILL_MS: u64 = 5000;
@@ -65,15 +70,52 @@ pub fn list(cfg: &Config) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// P's lock: held by whoever checks, builds, publishes, removes or signals
-/// P's slot, for as long as that takes (bounded by the command's timeout).
-/// None when there is no scan directory (nothing to race over).
-pub fn lock(cfg: &Config, p: &str) -> Result<Option<crate::fsutil::Lock>> {
-    if fs::symlink_metadata(&cfg.scandir).is_err() {
-        return Ok(None);
-    }
-    crate::fsutil::lock_exclusive(&lock_path(cfg, p)).map(Some)
+/// P's turn: held by whoever checks, builds, publishes, removes or signals
+/// P's slot, for as long as that takes (bounded by the command's timeout):
+/// the scan directory's lock shared, then P's lock exclusive. None when there
+/// is no scan directory (nothing to race over).
+pub fn lock(cfg: &Config, p: &str) -> Result<Option<Turn>> {
+    let all = match crate::fsutil::lock_shared(&cfg.scandir.join(ALL_LOCK)) {
+        Ok(l) => l,
+        // No scan directory, or one this user cannot write: it cannot build,
+        // publish or remove a slot there either, so there is nothing to take
+        // turns for (and the command's own error is the one to say).
+        Err(_) if !writable(&cfg.scandir) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let one = crate::fsutil::lock_exclusive(&lock_path(cfg, p))?;
+    Ok(Some(Turn {
+        _one: Some(one),
+        _all: all,
+    }))
 }
+
+/// Every profile's turn at once (reconcile): the scan directory's lock
+/// exclusive, so no per-profile lock (nor its file) is needed while it
+/// works through a thousand of them.
+pub fn lock_all(cfg: &Config) -> Result<Turn> {
+    Ok(Turn {
+        _one: None,
+        _all: crate::fsutil::lock_exclusive(&cfg.scandir.join(ALL_LOCK))?,
+    })
+}
+
+fn writable(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid C string.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// A held turn (see [`lock`], [`lock_all`]); dropping it lets go.
+pub struct Turn {
+    _one: Option<crate::fsutil::Lock>,
+    _all: crate::fsutil::Lock,
+}
+
+/// The scan directory's own lock (a dot-name: s6-svscan skips it).
+const ALL_LOCK: &str = ".hermes-s6.lock";
 
 fn lock_path(cfg: &Config, p: &str) -> PathBuf {
     cfg.scandir.join(format!(".{}{}.lock", PREFIX, p))
@@ -90,12 +132,12 @@ fn leftover_of(name: &str) -> Option<&str> {
 }
 
 /// Remove leftover build (`.gateway-P.PID.tmp`) and removal
-/// (`.gateway-P.del.N`) directories — only those nobody is working on: P's
-/// lock is free (a builder holds it from check to publish), and, for a
-/// removal, no supervisor runs on it (its unregister is still waiting). A
-/// supervision check that fails keeps the directory (said): a supervisor may
-/// still run there.
-pub fn sweep_tmp(cfg: &Config) -> Result<usize> {
+/// (`.gateway-P.del.N`) directories. The caller holds every profile's turn
+/// ([`lock_all`]): no build is in progress, so what is there is left over —
+/// except a removal whose supervisor still runs (its unregister is still
+/// waiting). A supervision check that fails keeps the directory (said): a
+/// supervisor may still run there.
+pub fn sweep_tmp(cfg: &Config, _all: &Turn) -> Result<usize> {
     let rd = match fs::read_dir(&cfg.scandir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -105,12 +147,29 @@ pub fn sweep_tmp(cfg: &Config) -> Result<usize> {
     for ent in rd.flatten() {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(p) = leftover_of(name) else { continue };
-        let Ok(Some(_busy)) = crate::fsutil::try_lock(&lock_path(cfg, p), true) else {
-            continue; // somebody works on P now (or its lock is unusable): not ours to judge
-        };
+        // a builder's template, left by a process that died before its end
+        if let Some(pid) = name
+            .strip_prefix(TEMPLATE)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            if pid != std::process::id() && crate::procfs::start_time(pid).is_err() {
+                remove_tree(&ent.path())?;
+                n += 1;
+            }
+            continue;
+        }
+        if leftover_of(name).is_none() {
+            continue;
+        }
         let path = ent.path();
-        match svstat::is_supervised(&path) {
+        // anything but a real directory (a link, a FIFO, a file) has no
+        // supervisor and is never walked through: it goes
+        let real_dir = ent.file_type().is_ok_and(|t| t.is_dir());
+        match if real_dir {
+            svstat::is_supervised(&path)
+        } else {
+            Ok(false)
+        } {
             Ok(false) => {}
             Ok(true) => continue, // left to its unregister
             Err(e) => {
@@ -248,6 +307,21 @@ fn last_err(what: &str, path: &Path) -> Error {
 }
 
 impl Dir {
+    /// [`Dir::create`], None when `path` exists already.
+    fn create_new(path: &Path, mode: u32) -> Result<Option<Dir>> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::Usage(format!("bad path {}", path.display())))?;
+        // SAFETY: valid C string.
+        if unsafe { libc::mkdir(c.as_ptr(), mode) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                return Ok(None);
+            }
+            return Err(sys("mkdir", path, e));
+        }
+        Dir::open_at(libc::AT_FDCWD, &c, path.to_path_buf(), mode).map(Some)
+    }
+
     /// mkdir `path` with `mode` and open it.
     fn create(path: &Path, mode: u32) -> Result<Dir> {
         let c = CString::new(path.as_os_str().as_bytes())
@@ -285,6 +359,42 @@ impl Dir {
             if unsafe { libc::fchmod(self.fd, mode as libc::mode_t) } != 0 {
                 return Err(last_err("chmod", &self.path));
             }
+        }
+        Ok(())
+    }
+
+    /// mkdir `name` inside, without opening it (its entries are made with
+    /// `name/entry` paths relative to this directory).
+    fn mkdir(&self, name: &str, mode: u32) -> Result<()> {
+        let c = cname(&self.path, name)?;
+        // SAFETY: fd is open, c is valid.
+        if unsafe { libc::mkdirat(self.fd, c.as_ptr(), mode as libc::mode_t) } != 0 {
+            return Err(last_err("mkdir", &self.path.join(name)));
+        }
+        if mode & umask() != 0 || mode & 0o7000 != 0 {
+            // SAFETY: as above; we just made it (no link can be there).
+            if unsafe { libc::fchmodat(self.fd, c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
+                return Err(last_err("chmod", &self.path.join(name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Open the subdirectory `name` made with [`Dir::mkdir`].
+    fn open_sub(&self, name: &str) -> Result<Dir> {
+        let c = cname(&self.path, name)?;
+        Dir::open_at(self.fd, &c, self.path.join(name), 0o755)
+    }
+
+    /// `name` inside: a hard link to the file `src` (same filesystem: the
+    /// template lives in the scan directory too).
+    fn hardlink(&self, name: &str, src: &Path) -> Result<()> {
+        let c = cname(&self.path, name)?;
+        let sc = CString::new(src.as_os_str().as_bytes())
+            .map_err(|_| Error::Usage(format!("bad path {}", src.display())))?;
+        // SAFETY: fd is open, both strings are valid; flags 0: never follows a link.
+        if unsafe { libc::linkat(libc::AT_FDCWD, sc.as_ptr(), self.fd, c.as_ptr(), 0) } != 0 {
+            return Err(last_err("link", &self.path.join(name)));
         }
         Ok(())
     }
@@ -405,6 +515,12 @@ pub struct Builder<'a> {
     seed: bool,
     /// A scanner listens on the scan directory (checked once).
     pub scanner_listens: bool,
+    /// The files every slot of this builder shares, made once (lazily) in
+    /// `.hermes-s6-template.PID` in the scan directory and hard-linked into
+    /// each slot: no inode per file per slot, one link(2) each.
+    template: std::sync::OnceLock<std::result::Result<PathBuf, String>>,
+    /// This process's pid, for the build directory's name.
+    pid: u32,
 }
 
 impl<'a> Builder<'a> {
@@ -414,9 +530,10 @@ impl<'a> Builder<'a> {
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(DEFAULT_TIMEOUT_KILL_MS);
+        let exe_path = self_exe()?;
         Ok(Builder {
             cfg,
-            exe: quote(&self_exe()?.display().to_string()),
+            exe: quote(&exe_path.display().to_string()),
             with_contenv: if wc.exists() {
                 format!("{}\n", wc.display())
             } else {
@@ -436,14 +553,25 @@ impl<'a> Builder<'a> {
             // Not HERMES_S6_USER: the account a root-run slot (the root
             // layout) drops to comes from the container environment only,
             // never from a file its builder — the hermes user — writes.
+            // The gateway command as it was when the slot was built (SPEC
+            // §1), for the shared run script: words joined by one space,
+            // which is how HERMES_GATEWAY_CMD is read (split on whitespace).
             env: format!(
-                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_SHEBANGDIR={}\n",
+                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_SHEBANGDIR={}\n{}",
                 cfg.hermes_home.display(),
                 cfg.scandir.display(),
-                cfg.shebangdir.display()
+                cfg.shebangdir.display(),
+                cfg.gateway_cmd
+                    .as_deref()
+                    .map_or_else(String::new, |c| format!(
+                        "HERMES_GATEWAY_CMD={}\n",
+                        c.split_whitespace().collect::<Vec<_>>().join(" ")
+                    ))
             ),
             seed: needs_seeding(cfg),
             scanner_listens: control::svscanctl(&cfg.scandir, "").unwrap_or(false),
+            template: std::sync::OnceLock::new(),
+            pid: std::process::id(),
         })
     }
 
@@ -453,84 +581,155 @@ impl<'a> Builder<'a> {
 
     /// Write the complete slot into `path` (which must not exist).
     pub fn build_into(&self, spec: &Spec, path: &Path) -> Result<()> {
-        let p = spec.profile;
-        let dir = Dir::create(path, 0o755)?;
-        dir.file(
-            "run",
-            self.render(RUN, p, &spec.gateway_argv).as_bytes(),
-            0o755,
-        )?;
-        dir.file("finish", self.render(FINISH, p, &[]).as_bytes(), 0o755)?;
-        dir.file("timeout-kill", self.timeout_kill.as_bytes(), 0o644)?;
+        self.fill(&Dir::create(path, 0o755)?, spec)
+    }
+
+    /// The shared files, made on first use: `run`, `finish` and `log-run`
+    /// for the profile `-` (the slot's own name: `hermes-s6 run -` reads it
+    /// from its working directory, the gateway command from `data/env`),
+    /// `timeout-kill`, `notification-fd`, an empty `down`, and `env-MODE`
+    /// for each readiness mode. Nothing in them depends on the profile.
+    fn template(&self) -> Result<&Path> {
+        let made = self.template.get_or_init(|| {
+            let path = self.cfg.scandir.join(format!("{}{}", TEMPLATE, self.pid));
+            if fs::symlink_metadata(&path).is_ok() {
+                let _ = remove_tree(&path); // a dead process's, which had our pid
+            }
+            let make = || -> Result<()> {
+                let t = Dir::create(&path, 0o755)?;
+                t.file("run", self.render(RUN, "-", &[]).as_bytes(), 0o755)?;
+                t.file("finish", self.render(FINISH, "-", &[]).as_bytes(), 0o755)?;
+                t.file("log-run", self.render(LOG_RUN, "-", &[]).as_bytes(), 0o755)?;
+                t.file("timeout-kill", self.timeout_kill.as_bytes(), 0o644)?;
+                let fd = self
+                    .notification_fd
+                    .clone()
+                    .unwrap_or_else(|| format!("{}\n", ready::NOTIFY_FD));
+                t.file("notification-fd", fd.as_bytes(), 0o644)?;
+                t.file("down", b"", 0o644)?;
+                for r in [Readiness::State, Readiness::Up, Readiness::Fd] {
+                    let env = format!("{}{}={}\n", self.env, ready::ENV, r.as_str());
+                    t.file(&format!("env-{}", r.as_str()), env.as_bytes(), 0o644)?;
+                }
+                Ok(())
+            };
+            match make() {
+                Ok(()) => Ok(path),
+                Err(e) => {
+                    let _ = remove_tree(&path);
+                    Err(e.message().to_string())
+                }
+            }
+        });
+        match made {
+            Ok(p) => Ok(p),
+            Err(m) => Err(Error::System(m.clone())),
+        }
+    }
+
+    /// Everything inside the slot directory `dir`: links to the template,
+    /// and three directories of its own.
+    fn fill(&self, dir: &Dir, spec: &Spec) -> Result<()> {
+        let t = self.template()?;
+        dir.hardlink("run", &t.join("run"))?;
+        dir.hardlink("finish", &t.join("finish"))?;
+        dir.hardlink("timeout-kill", &t.join("timeout-kill"))?;
         if !spec.autostart {
-            dir.file("down", b"", 0o644)?;
+            dir.hardlink("down", &t.join("down"))?;
         }
         let readiness = match (&self.notification_fd, spec.readiness) {
-            (Some(fd), _) => {
-                dir.file("notification-fd", fd.as_bytes(), 0o644)?;
-                Readiness::Fd
-            }
-            (None, Readiness::State) => {
-                let fd = format!("{}\n", ready::NOTIFY_FD);
-                dir.file("notification-fd", fd.as_bytes(), 0o644)?;
-                Readiness::State
-            }
+            (Some(_), _) => Readiness::Fd,
             (None, r) => r,
         };
+        if readiness != Readiness::Up {
+            dir.hardlink("notification-fd", &t.join("notification-fd"))?;
+        }
         // Parameters under data/ (one of the two subdirectories s6 promises
         // not to touch): `env` for the scripts' `envfile`; later the
         // crash-loop tally, the readiness record and finish's copy of the marker.
-        let env = format!("{}{}={}\n", self.env, ready::ENV, readiness.as_str());
-        dir.subdir("data", 0o755)?
-            .file("env", env.as_bytes(), 0o644)?;
-        let log = dir.subdir("log", 0o755)?;
-        log.file("run", self.render(LOG_RUN, p, &[]).as_bytes(), 0o755)?;
+        dir.mkdir("data", 0o755)?;
+        dir.hardlink("data/env", &t.join(format!("env-{}", readiness.as_str())))?;
+        dir.mkdir("log", 0o755)?;
+        dir.hardlink("log/run", &t.join("log-run"))?;
         if self.seed {
-            seed_supervise(&dir)?;
-            seed_supervise(&log)?;
+            seed_supervise(dir)?;
+            seed_supervise(&dir.open_sub("log")?)?;
         }
         Ok(())
     }
 
-    /// Build P's slot under `.gateway-P.tmp` and publish it with one rename.
-    /// Already registered → exit 1. Nothing is left behind on failure.
+    /// Build P's slot and publish it. Already registered → exit 1.
+    /// Nothing is left behind on failure.
     pub fn publish(&self, spec: &Spec) -> Result<()> {
+        if self.publish_new(spec)? {
+            return Ok(());
+        }
+        Err(refused(format!(
+            "the s6 gateway slot for profile '{}' is already registered ({})",
+            spec.profile,
+            self.cfg.slot_dir(spec.profile).display()
+        )))
+    }
+
+    /// Build and publish P's slot unless it exists (false). While a scanner
+    /// listens, the slot is built complete under `.gateway-P.PID.tmp` (a
+    /// dot-name s6-svscan skips) and published with one rename; with none
+    /// listening (a boot: cont-init.d runs before the nested scanner), it is
+    /// built in place — nobody can see it half built, P's lock keeps other
+    /// commands out, and a build that fails is removed — which spares a
+    /// rename and two lookups per profile.
+    pub fn publish_new(&self, spec: &Spec) -> Result<bool> {
         let cfg = self.cfg;
         let p = spec.profile;
         let dst = cfg.slot_dir(p);
-        if fs::symlink_metadata(&dst).is_ok() {
-            return Err(refused(format!(
-                "the s6 gateway slot for profile '{}' is already registered ({})",
-                p,
-                dst.display()
-            )));
+        if !self.scanner_listens {
+            let dir = match Dir::create_new(&dst, 0o755)? {
+                Some(d) => d,
+                None => return Ok(false), // EEXIST: registered already
+            };
+            return match self.fill(&dir, spec) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    drop(dir);
+                    let _ = remove_tree(&dst);
+                    Err(e)
+                }
+            };
         }
-        let tmp = tmp_dir(cfg, p);
+        if fs::symlink_metadata(&dst).is_ok() {
+            return Ok(false);
+        }
+        let tmp = cfg
+            .scandir
+            .join(format!(".{}{}.{}.tmp", PREFIX, p, self.pid));
         if fs::symlink_metadata(&tmp).is_ok() {
-            remove_tree(&tmp)?;
+            remove_tree(&tmp)?; // a dead process's, which had our pid
         }
         let built = self.build_into(spec, &tmp).and_then(|_| {
             // rename(2) onto an existing non-empty dir fails: a racing register loses cleanly.
-            fs::rename(&tmp, &dst).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => refused(format!(
-                    "the s6 gateway slot for profile '{}' is already registered ({})",
-                    p,
-                    dst.display()
-                )),
-                _ => sys("rename to", &dst, e),
-            })
+            match fs::rename(&tmp, &dst) {
+                Ok(()) => Ok(true),
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(sys("rename to", &dst, e)),
+            }
         });
-        if built.is_err() && fs::symlink_metadata(&tmp).is_ok() {
+        if !matches!(built, Ok(true)) && fs::symlink_metadata(&tmp).is_ok() {
             let _ = remove_tree(&tmp);
         }
         built
     }
 }
 
-/// Where this process builds P's slot: one directory per builder.
-fn tmp_dir(cfg: &Config, p: &str) -> PathBuf {
-    cfg.scandir
-        .join(format!(".{}{}.{}.tmp", PREFIX, p, std::process::id()))
+impl Drop for Builder<'_> {
+    fn drop(&mut self) {
+        if let Some(Ok(t)) = self.template.get() {
+            let _ = remove_tree(t);
+        }
+    }
 }
 
 /// Build and publish one slot (see [`Builder::publish`]).

@@ -39,7 +39,11 @@ fn junk(f: &Scandir) -> Vec<String> {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".s6-svscan" && !(n.starts_with(".gateway-") && n.ends_with(".lock")))
+        .filter(|n| {
+            n != ".s6-svscan"
+                && n != ".hermes-s6.lock"
+                && !(n.starts_with(".gateway-") && n.ends_with(".lock"))
+        })
         .filter(|n| {
             !(n.starts_with("gateway-") && {
                 let s = f.scandir.join(n);
@@ -118,6 +122,8 @@ fn start_and_stop_at_once_leave_the_intent_and_s6_agreeing() {
     let f = Scandir::started("race-startstop");
     f.profile("coder");
     f.hs(&["register", "coder"]).ok();
+    // stop (unlike start) never waits for a supervisor to appear
+    f.wait_s6("coder", "supervised", |_| true);
     let n = rounds(200);
     for i in 0..n {
         let (x, y) = if i % 2 == 0 {
