@@ -417,17 +417,30 @@ if ! skipped 4; then
     echo
     echo "N real profiles (\`default\` + N−1; every second one has \`desired_state: running\`, so half the slots"
     echo "are published without \`down\`). Each run starts from an empty scandir (\`--prepare 'rm -rf scandir logs'\`)."
-    echo "\`cp -a\` copies the tree reconcile wrote (N × 14 inodes): the cost of the filesystem work alone."
+    echo "\`cp -a\` copies the tree reconcile wrote: the cost of the filesystem work alone. **upstream**: the"
+    echo "reconciler hermes-s6 replaces, hermes-agent 0.19.0's own \`reconcile_profile_gateways\` (its venv's"
+    echo "python, [bench/upstream-reconcile.py](../bench/upstream-reconcile.py)), on the same tree into its own fresh"
+    echo "scandir, in the same hyperfine run."
     echo
-    echo "| N | reconcile mean ± σ | per profile | user | system | ÷ python3 start | \`cp -a\` of the tree | ÷ cp -a | max RSS KiB |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| N | reconcile mean ± σ | per profile | user | system | upstream reconciler | upstream ÷ reconcile | ÷ python3 start | \`cp -a\` of the tree | ÷ cp -a | max RSS KiB |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   } > "$(sec 4)"
   for n in $SLOTS; do
     use_env "$RC/$n"
     profiles "$HERMES_HOME" 1 $((n - 1)) 2
     runs=$((n >= 1000 ? 10 : 20))
-    hf "reconcile-$n" --warmup 2 --runs $runs --prepare "rm -rf $HERMES_S6_SCANDIR $HERMES_HOME/logs" \
-      -n "reconcile" "$HS reconcile"
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import hermes_cli.container_boot' 2> /dev/null; then
+      hf "reconcile-$n" --warmup 2 --runs $runs --prepare "rm -rf $HERMES_S6_SCANDIR $RC/$n/upscan $HERMES_HOME/logs" \
+        -n "reconcile" "$HS reconcile" \
+        -n "upstream" "$VENV/bin/python $ROOT/bench/upstream-reconcile.py $HERMES_HOME $RC/$n/upscan"
+      u=$(stat_ms "reconcile-$n" upstream mean)
+    else
+      hf "reconcile-$n" --warmup 2 --runs $runs --prepare "rm -rf $HERMES_S6_SCANDIR $HERMES_HOME/logs" \
+        -n "reconcile" "$HS reconcile"
+      u=-
+    fi
+    rm -rf "$RC/$n/upscan"
+    "$HS" reconcile > /dev/null 2>&1
     hf "cp-$n" --warmup 1 --runs $runs --prepare "rm -rf $RC/cp-$n" -n "cp -a" "cp -a $HERMES_S6_SCANDIR $RC/cp-$n"
     m=$(stat_ms "reconcile-$n" reconcile mean)
     c=$(stat_ms "cp-$n" "cp -a" mean)
@@ -435,7 +448,8 @@ if ! skipped 4; then
     k=$(rss "$HS" reconcile)
     rm -rf "$HERMES_S6_SCANDIR" "$HERMES_HOME/logs"
     RC_STRACE=$n:$(strace_c "reconcile-$n" "$HS" reconcile)
-    echo "| $n | $(pm "$m" "$(stat_ms "reconcile-$n" reconcile stddev)") | $(div "$(awk -v m="$m" 'BEGIN{print m*1000}')" "$n" "%.0f µs") | $(ms "$(stat_ms "reconcile-$n" reconcile user)") | $(ms "$(stat_ms "reconcile-$n" reconcile system)") | $(div "$m" "$pym") | $(ms "$c") | $(div "$m" "$c") | $k |" >> "$(sec 4)"
+    if [ "$u" = - ]; then uu="skipped: no venv at \`$VENV\`"; ur=-; else uu=$(ms "$u"); ur="**$(div "$u" "$m" "%.1f×")**"; fi
+    echo "| $n | $(pm "$m" "$(stat_ms "reconcile-$n" reconcile stddev)") | $(div "$(awk -v m="$m" 'BEGIN{print m*1000}')" "$n" "%.0f µs") | $(ms "$(stat_ms "reconcile-$n" reconcile user)") | $(ms "$(stat_ms "reconcile-$n" reconcile system)") | $uu | $ur | $(div "$m" "$pym") | $(ms "$c") | $(div "$m" "$c") | $k |" >> "$(sec 4)"
     rm -rf "${RC:?}/$n" "$RC/cp-$n"
   done
   IFS='|' read -r tot err k list <<< "${RC_STRACE#*:}"

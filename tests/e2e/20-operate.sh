@@ -48,7 +48,7 @@ cpid=$(gwpid coder) wpid=$(gwpid writer)
 check_eq "the coder gateway runs as hermes (real, effective, saved, fs uid)" "10000 10000 10000 10000" uids "$cpid"
 check_eq "the writer gateway runs as hermes" "10000 10000 10000 10000" uids "$wpid"
 check_eq "the nested s6-svscan runs as hermes" 10000 \
-  xr sh -c 'ps -eo uid=,args= | awk "\$2 == \"s6-svscan\" && \$4 == \"/run/hermes/service\" { print \$1 }"'
+  xr sh -c 'ps -eo uid=,args= | awk "\$2 ~ /s6-svscan\$/ && \$NF == \"/run/hermes/service\" { print \$1 }"'
 check_eq "every s6-supervise of a gateway slot runs as hermes" 10000 \
   xr sh -c 'ps -eo uid=,args= | awk "\$2 == \"s6-supervise\" && \$3 ~ /^gateway-/ { print \$1 }" | sort -u'
 # root's processes: PID 1, the root tree's supervisors and the placeholder

@@ -41,7 +41,7 @@ wait_for "default is up" 5000 xh hermes-s6 pid default
 wait_for "coder is up" 5000 xh hermes-s6 pid coder
 check_eq "list shows the slots in /run/service, not root's services" "$(printf '%s\n' coder default writer)" hs6 list
 check_eq "no nested scanner runs in this layout" "" \
-  xr sh -c 'ps -eo args= | grep "^s6-svscan -- /run/hermes/service" || true'
+  xr sh -c 'ps -eo args= | grep "s6-svscan .*-- /run/hermes/service$" || true'
 check_eq "the scandir is root's, sticky, open to the hermes group" "root hermes 1775" xr stat -c '%U %G %a' $S
 check_eq ".s6-svscan/control is a FIFO open to the hermes group" "root hermes 660 fifo" \
   xr stat -c '%U %G %a %F' $S/.s6-svscan/control
