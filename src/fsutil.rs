@@ -301,9 +301,10 @@ pub fn lock_shared(path: &Path) -> Result<Lock> {
     lock(path, libc::LOCK_SH)
 }
 
-fn lock(path: &Path, how: libc::c_int) -> Result<Lock> {
-    let flags = libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    let f = open_raw(path, flags, 0o644).map_err(|e| {
+/// Open a lock file: never through a symlink, never blocking on a FIFO, and
+/// only a regular file.
+fn open_lock_file(path: &Path, flags: libc::c_int) -> Result<(File, Metadata)> {
+    let f = open_raw(path, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0o644).map_err(|e| {
         if e.raw_os_error() == Some(libc::ELOOP) {
             refuse("lock", path, "it is a symbolic link")
         } else {
@@ -314,6 +315,11 @@ fn lock(path: &Path, how: libc::c_int) -> Result<Lock> {
     if !m.file_type().is_file() {
         return Err(refuse("lock", path, describe(&m)));
     }
+    Ok((f, m))
+}
+
+fn lock(path: &Path, how: libc::c_int) -> Result<Lock> {
+    let (f, m) = open_lock_file(path, libc::O_RDONLY | libc::O_CREAT)?;
     // Bounded: a lock somebody holds forever (a hermes process, a stuck
     // writer) must not hang an operator's command or a boot.
     let limit = std::time::Duration::from_millis(LOCK_WAIT_MS.load(Ordering::Relaxed));
@@ -352,21 +358,8 @@ fn lock(path: &Path, how: libc::c_int) -> Result<Lock> {
 /// with the returned file (close-on-exec: whoever must keep it across an exec
 /// says so, `clear_cloexec`).
 pub fn try_lock(path: &Path, create: bool) -> Result<Option<File>> {
-    let mut flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    if create {
-        flags |= libc::O_CREAT;
-    }
-    let f = open_raw(path, flags, 0o644).map_err(|e| {
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            refuse("lock", path, "it is a symbolic link")
-        } else {
-            sys("open", path, e)
-        }
-    })?;
-    let m = f.metadata().map_err(|e| sys("stat", path, e))?;
-    if !m.file_type().is_file() {
-        return Err(refuse("lock", path, describe(&m)));
-    }
+    let create = if create { libc::O_CREAT } else { 0 };
+    let (f, _) = open_lock_file(path, libc::O_RDWR | create)?;
     loop {
         // SAFETY: valid fd.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {

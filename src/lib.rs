@@ -26,6 +26,7 @@ pub mod slot; // gateway-P service directories
 pub mod svstat; // supervise/status decoder, s6-svstat -o
 
 // commands
+pub mod command; // the command table: names, usage, options, who runs them
 pub mod front; // `hermes`: the front of upstream's CLI
 pub mod lifecycle; // run / finish decision table
 pub mod ops; // register / unregister / start / stop / restart

@@ -7,30 +7,10 @@ use common::{Scandir, BIN};
 use std::fs;
 use std::os::unix::fs::symlink;
 
-const COMMANDS: &[&str] = &[
-    "detect",
-    "reconcile",
-    "register",
-    "unregister",
-    "start",
-    "stop",
-    "restart",
-    "status",
-    "health",
-    "list",
-    "pid",
-    "port",
-    "run",
-    "finish",
-    "log",
-    "init-scandir",
-    "svscan",
-];
-
 #[test]
 fn every_command_answers_help_with_exit_0() {
     let f = Scandir::new("cli-help");
-    for cmd in COMMANDS {
+    for cmd in hermes_s6::command::COMMANDS.iter().map(|c| c.name) {
         for h in ["--help", "-h"] {
             let o = f.hs(&[cmd, h]).ok();
             assert!(
