@@ -9,7 +9,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,22 +61,6 @@ pub(crate) fn open_raw(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> i
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-pub(crate) fn fchown(f: &File, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: valid fd.
-    if unsafe { libc::fchown(f.as_raw_fd(), uid, gid) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn fchmod(f: &File, mode: u32) -> io::Result<()> {
-    // SAFETY: valid fd.
-    if unsafe { libc::fchmod(f.as_raw_fd(), (mode & 0o7777) as libc::mode_t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn dir_and_name(path: &Path) -> Result<(&Path, &OsStr)> {
@@ -220,9 +204,10 @@ fn fill(
     f.write_all(data).map_err(|e| sys("write", path, e))?;
     // chown before chmod: chown clears setuid/setgid bits
     if let Some((uid, gid)) = owner {
-        fchown(f, uid, gid).map_err(|e| sys("chown", path, e))?;
+        std::os::unix::fs::fchown(&*f, Some(uid), Some(gid)).map_err(|e| sys("chown", path, e))?;
     }
-    fchmod(f, mode).map_err(|e| sys("chmod", path, e))?;
+    f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| sys("chmod", path, e))?;
     f.sync_all().map_err(|e| sys("fsync", path, e))
 }
 
@@ -584,7 +569,8 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
         Err(e) => return Err(sys("open", path, e)),
     };
     if created {
-        fchmod(&d, mode).map_err(|e| sys("chmod", path, e))?;
+        d.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| sys("chmod", path, e))?;
     }
     Ok(())
 }

@@ -365,7 +365,7 @@ fn open_nofollow(path: &Path, flags: i32) -> Result<File> {
 
 /// fchown + fchmod on what was opened (never the path, which could change).
 fn own(f: &File, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
-    fsutil::fchown(f, uid, gid)
+    std::os::unix::fs::fchown(f, Some(uid), Some(gid))
         .and_then(|_| f.set_permissions(fs::Permissions::from_mode(mode)))
         .map_err(|e| sys("chown/chmod", path, e))
 }
