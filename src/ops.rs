@@ -366,16 +366,26 @@ fn wait_for(
     }
 }
 
-/// `start P`.
-pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+/// The first steps of `start` and `restart`: P's turn (intent and signal in
+/// one turn: a concurrent stop cannot land between them), a gateway that
+/// exists, `desired_state=running` persisted (the snapshot for a rollback).
+fn begin_running(
+    cfg: &Config,
+    p: &str,
+) -> Result<(Option<slot::Turn>, std::path::PathBuf, Snapshot)> {
     profile::validate(p)?;
-    // intent and signal in one turn: a concurrent stop cannot land between them
     let turn = slot::lock(cfg, p)?;
     let home = cfg.home(p);
     if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
         return Err(no_such(cfg, p));
     }
     let prev = set_desired(&home, "running")?;
+    Ok((turn, home, prev))
+}
+
+/// `start P`.
+pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+    let (turn, home, prev) = begin_running(cfg, p)?;
     let dir = cfg.slot_dir(p);
     let mut had_down = None;
     // A gateway still up while s6 wants it down is on its way out (a stop
@@ -481,13 +491,7 @@ fn wait_lease_free(p: &str, w: Wait, home: &Path) -> Result<()> {
 
 /// `restart P`: comes back with a new pid even if it was stopped before.
 pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
-    profile::validate(p)?;
-    let turn = slot::lock(cfg, p)?;
-    let home = cfg.home(p);
-    if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
-        return Err(no_such(cfg, p));
-    }
-    let prev = set_desired(&home, "running")?;
+    let (turn, home, prev) = begin_running(cfg, p)?;
     let dir = cfg.slot_dir(p);
     if let Err(e) = ensure_slot(cfg, p) {
         restore_desired(&home, prev);

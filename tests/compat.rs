@@ -25,6 +25,16 @@ fn chown_r(p: &Path, uid: u32, gid: u32) {
     }
 }
 
+/// Real, effective, saved and filesystem uid of a process.
+fn uids(pid: i64) -> Vec<String> {
+    let st = fs::read_to_string(format!("/proc/{}/status", pid)).unwrap();
+    let line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
 fn mode(p: &Path) -> (u32, u32, u32) {
     let m = fs::symlink_metadata(p).unwrap();
     (m.mode() & 0o7777, m.uid(), m.gid())
@@ -76,14 +86,7 @@ fn unprivileged_user_drives_gateways_under_roots_scanner() {
     let o = f.hs_as_10000(&["pid", "coder"]).ok();
     assert_eq!(o.stdout.trim(), pid.to_string());
     // The gateway runs as the hermes user, not as root.
-    let st = fs::read_to_string(format!("/proc/{}/status", pid)).unwrap();
-    let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert_eq!(
-        uid_line.split_whitespace().skip(1).collect::<Vec<_>>(),
-        vec!["10000"; 4],
-        "{}",
-        uid_line
-    );
+    assert_eq!(uids(pid), vec!["10000"; 4]);
     let o = f.hs_as_10000(&["status", "coder"]).ok();
     assert!(
         o.stdout.contains(&format!(" s6=up pid={} ", pid)),
@@ -127,13 +130,10 @@ fn unprivileged_user_drives_gateways_under_roots_scanner() {
     let env = fs::read_to_string(f.slot("evil").join("data/env")).unwrap();
     assert!(!env.contains("HERMES_S6_USER"), "{}", env);
     let pid = f.wait_gateway("evil", 0);
-    let st = fs::read_to_string(format!("/proc/{}/status", pid)).unwrap();
-    let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
     assert_eq!(
-        uid_line.split_whitespace().skip(1).collect::<Vec<_>>(),
+        uids(pid),
         vec!["10000"; 4],
-        "root ran the gateway as the account the hermes user asked for: {}",
-        uid_line
+        "root ran the gateway as the account the hermes user asked for"
     );
     f.hs_as_10000(&["unregister", "evil"]).ok();
 }
