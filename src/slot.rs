@@ -561,12 +561,17 @@ impl<'a> Builder<'a> {
                 cfg.hermes_home.display(),
                 cfg.scandir.display(),
                 cfg.shebangdir.display(),
-                cfg.gateway_cmd
-                    .as_deref()
-                    .map_or_else(String::new, |c| format!(
-                        "HERMES_GATEWAY_CMD={}\n",
-                        c.split_whitespace().collect::<Vec<_>>().join(" ")
-                    ))
+                // always written: empty (upstream's command lines) still
+                // wins over a value the container gets later
+                format!(
+                    "HERMES_GATEWAY_CMD={}\n",
+                    cfg.gateway_cmd
+                        .as_deref()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
             ),
             seed: needs_seeding(cfg),
             scanner_listens: control::svscanctl(&cfg.scandir, "").unwrap_or(false),
