@@ -274,6 +274,12 @@ pub fn home_reality(home: &Path) -> Reality {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Reality::Gone,
         Err(e) => return Reality::Unknown(e),
     }
+    soul_reality(home)
+}
+
+/// [`home_reality`] for a home already known to be a real directory (a
+/// listing's entry typed as one): the `SOUL.md` half of the rule.
+pub fn soul_reality(home: &Path) -> Reality {
     match fs::metadata(home.join("SOUL.md")) {
         Ok(m) if m.is_file() => Reality::Real,
         Ok(_) => Reality::Gone,

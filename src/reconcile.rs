@@ -65,7 +65,8 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
             ));
             continue;
         };
-        match profile::home_reality(&path) {
+        // (a directory, not a link: the entry's own type said so)
+        match profile::soul_reality(&path) {
             profile::Reality::Real => {}
             profile::Reality::Gone => continue,
             profile::Reality::Unknown(e) => {

@@ -213,18 +213,15 @@ pub struct Spec<'a> {
     pub profile: &'a str,
     /// No `down` file: s6-supervise starts it as soon as it sees it.
     pub autostart: bool,
-    pub gateway_argv: Vec<String>,
     pub readiness: Readiness,
 }
 
 impl<'a> Spec<'a> {
     pub fn new(cfg: &Config, p: &'a str, autostart: bool) -> Self {
-        let gateway_argv = cfg.gateway_argv(p);
         Spec {
             profile: p,
             autostart,
-            readiness: cfg.readiness(&gateway_argv),
-            gateway_argv,
+            readiness: cfg.readiness(&cfg.gateway_argv(p)),
         }
     }
 }
@@ -255,21 +252,10 @@ pub fn self_exe() -> Result<PathBuf> {
 
 /// Fill a template from `execline/`. `exe` is the quoted path of this
 /// binary, `with_contenv` the with-contenv line (or nothing).
-pub fn render(
-    tpl: &str,
-    cfg: &Config,
-    p: &str,
-    exe: &str,
-    with_contenv: &str,
-    argv: &[String],
-) -> String {
-    let sb = cfg.shebangdir.display().to_string();
-    let cmd: Vec<String> = argv.iter().map(|w| quote(w)).collect();
-    tpl.replace("@SHEBANGDIR@", &sb)
+pub fn render(tpl: &str, cfg: &Config, exe: &str, with_contenv: &str) -> String {
+    tpl.replace("@SHEBANGDIR@", &cfg.shebangdir.display().to_string())
         .replace("@WITH_CONTENV@", with_contenv)
         .replace("@HERMES_S6@", exe)
-        .replace("@GATEWAY_CMD@", &cmd.join(" "))
-        .replace("@PROFILE@", p)
 }
 
 /// The process umask, read once (umask(2) can only be read by setting it).
@@ -556,22 +542,19 @@ impl<'a> Builder<'a> {
             // The gateway command as it was when the slot was built (SPEC
             // §1), for the shared run script: words joined by one space,
             // which is how HERMES_GATEWAY_CMD is read (split on whitespace).
+            // Always written: empty (upstream's command lines) still wins
+            // over a value the container gets later.
             env: format!(
-                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_SHEBANGDIR={}\n{}",
+                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_SHEBANGDIR={}\nHERMES_GATEWAY_CMD={}\n",
                 cfg.hermes_home.display(),
                 cfg.scandir.display(),
                 cfg.shebangdir.display(),
-                // always written: empty (upstream's command lines) still
-                // wins over a value the container gets later
-                format!(
-                    "HERMES_GATEWAY_CMD={}\n",
-                    cfg.gateway_cmd
-                        .as_deref()
-                        .unwrap_or("")
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )
+                cfg.gateway_cmd
+                    .as_deref()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             seed: needs_seeding(cfg),
             scanner_listens: control::svscanctl(&cfg.scandir, "").unwrap_or(false),
@@ -580,8 +563,8 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn render(&self, tpl: &str, p: &str, argv: &[String]) -> String {
-        render(tpl, self.cfg, p, &self.exe, &self.with_contenv, argv)
+    fn render(&self, tpl: &str) -> String {
+        render(tpl, self.cfg, &self.exe, &self.with_contenv)
     }
 
     /// Write the complete slot into `path` (which must not exist).
@@ -602,9 +585,9 @@ impl<'a> Builder<'a> {
             }
             let make = || -> Result<()> {
                 let t = Dir::create(&path, 0o755)?;
-                t.file("run", self.render(RUN, "-", &[]).as_bytes(), 0o755)?;
-                t.file("finish", self.render(FINISH, "-", &[]).as_bytes(), 0o755)?;
-                t.file("log-run", self.render(LOG_RUN, "-", &[]).as_bytes(), 0o755)?;
+                t.file("run", self.render(RUN).as_bytes(), 0o755)?;
+                t.file("finish", self.render(FINISH).as_bytes(), 0o755)?;
+                t.file("log-run", self.render(LOG_RUN).as_bytes(), 0o755)?;
                 t.file("timeout-kill", self.timeout_kill.as_bytes(), 0o644)?;
                 let fd = self
                     .notification_fd

@@ -352,7 +352,7 @@ fn binary_path_is_what_slots_call() {
     let run = fs::read_to_string(f.slot("coder").join("run")).unwrap();
     let exe = fs::canonicalize(BIN).unwrap();
     assert!(
-        run.contains(&format!("\"{}\" run - -- ", exe.display())),
+        run.contains(&format!("\"{}\" run -\n", exe.display())),
         "{}",
         run
     );

@@ -394,7 +394,7 @@ fn leftover_tmp_slots_are_swept() {
     assert_eq!(names, vec![".other", "gateway-coder", "gateway-default"]);
     let run = fs::read_to_string(f.slot("coder").join("run")).unwrap();
     assert!(
-        run.contains(" run - -- "),
+        run.contains(" run -\n"),
         "the profile is the slot's name: {}",
         run
     );
