@@ -27,7 +27,7 @@ use crate::error::{warn, Result};
 use crate::fsutil;
 use crate::json::{self, Value};
 use crate::state;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -158,28 +158,41 @@ impl Lease {
 
 /// `finish`: take the lease of a gateway that just died here. What it left
 /// behind may still hold it: children that inherited the fd (a shell's
-/// background job, a forked worker) and outlived it. Those are in its
-/// process group (s6-supervise makes every run a session leader), and the
-/// kernel keeps a pid that still names a group from being reused, so they,
-/// and only they, get SIGKILL; then the lease is free within moments.
+/// background job, a forked worker) and outlived it. Those — processes of
+/// this container with an fd on the lease file and in the dead gateway's
+/// process group (s6-supervise makes every run a session leader) — get
+/// SIGKILL, and the lease is free within moments. Nothing else is touched: a
+/// `status` probing the lease is in no such group, and a process that left
+/// the group is left alone (said: the lease then stays held).
 pub fn take_after_death(home: &Path) -> Result<Option<Lease>> {
     if let Some(l) = try_take(home)? {
         return Ok(Some(l));
     }
-    let Some(h) = recorded(home).filter(|h| h.is_here() && h.pid > 1 && h.pid <= i32::MAX as u32)
-    else {
+    let Some(h) = recorded(home).filter(|h| h.is_here() && h.pid > 1) else {
         return Ok(None);
     };
     if crate::procfs::start_time(h.pid).is_ok_and(|t| h.start_time.map_or(true, |s| s == t)) {
         return Ok(None); // its holder lives
     }
+    let left = leftovers(&path(home), h.pid);
+    if left.is_empty() {
+        warn(format_args!(
+            "{}: still held after its gateway (pid {}) died, by no process of its group",
+            path(home).display(),
+            h.pid
+        ));
+        return Ok(None);
+    }
     warn(format_args!(
-        "{}: still held by what the dead gateway (pid {}) left behind: killing its process group",
+        "{}: still held by what the dead gateway (pid {}) left behind: killing pid {:?}",
         path(home).display(),
-        h.pid
+        h.pid,
+        left
     ));
-    // SAFETY: kill(2) on a process group; h.pid > 1, so never -1 (everyone).
-    unsafe { libc::kill(-(h.pid as libc::pid_t), libc::SIGKILL) };
+    for pid in &left {
+        // SAFETY: kill(2) of one process, > 1, found holding our own lease.
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+    }
     let until = std::time::Instant::now() + Duration::from_secs(2);
     loop {
         if let Some(l) = try_take(home)? {
@@ -189,6 +202,37 @@ pub fn take_after_death(home: &Path) -> Result<Option<Lease>> {
             return Ok(None);
         }
     }
+}
+
+/// Processes of process group `pgid` with an fd on `lease` (by device and
+/// inode), from /proc: only this user's are readable, which are the only
+/// ones that could hold it.
+fn leftovers(lease: &Path, pgid: u32) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = fs::symlink_metadata(lease) else {
+        return Vec::new();
+    };
+    let (dev, ino) = (m.dev(), m.ino());
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid <= 1 || crate::procfs::pgid(pid) != Some(pgid) {
+            continue;
+        }
+        let holds = fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| fs::metadata(fd.path()).is_ok_and(|t| t.dev() == dev && t.ino() == ino))
+        });
+        if holds {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// What the lease file says (whether or not anybody holds it now).
@@ -209,7 +253,15 @@ pub fn elsewhere(home: &Path) -> Option<Holder> {
     if !held(home) {
         return None;
     }
-    recorded(home).filter(|h| !h.is_here())
+    // the holder writes its record right after taking the lease: a reader
+    // in between sees none yet
+    for _ in 0..5 {
+        if let Some(h) = recorded(home) {
+            return (!h.is_here()).then_some(h);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }
 
 /// `run`: take the lease, standing by while another gateway holds it.
@@ -241,8 +293,10 @@ pub fn take_or_stand_by(
             // (the intent again: a stop may have landed since it was read)
             Ok(Some(l)) if waited && !intent_running(&home) => drop(l),
             Ok(Some(l)) => {
+                // (always: a record left by an earlier standby must never
+                // make finish take this gateway's death for a standby's)
+                let _ = fsutil::remove_file(&slot.join("data").join(STANDBY));
                 if waited {
-                    let _ = fsutil::remove_file(&slot.join("data").join(STANDBY));
                     eprintln!("hermes-s6: profile '{}': the lease is free: taking over", p);
                 }
                 return Ok(Some(l));
@@ -271,7 +325,11 @@ pub fn take_or_stand_by(
                         p
                     )));
                 }
-                if !waited {
+                // A lease that exists but cannot be taken (another
+                // container's uid, a directory planted there) may guard a
+                // running gateway: stand by. Only a home where no lease can
+                // be made at all runs without one, as before leases existed.
+                if !waited && fs::symlink_metadata(path(&home)).is_err() {
                     warn(format_args!(
                         "profile '{}': running without a lease: {}",
                         p,
@@ -279,17 +337,24 @@ pub fn take_or_stand_by(
                     ));
                     return Ok(None);
                 }
+                if !waited {
+                    waited = true;
+                    warn(format_args!(
+                        "profile '{}': standing by: {}",
+                        p,
+                        e.message()
+                    ));
+                }
             }
         }
         std::thread::sleep(POLL);
     }
 }
 
+/// Only an explicit `stopped` keeps a standby from taking over (a missing or
+/// unreadable state is no operator's stop).
 fn intent_running(home: &Path) -> bool {
-    state::load(home)
-        .ok()
-        .flatten()
-        .is_some_and(|s| s.desired_state() != Some("stopped"))
+    !matches!(state::load(home), Ok(Some(s)) if s.desired_state() == Some("stopped"))
 }
 
 /// Is the slot's up process (pid) a `run` standing by?

@@ -145,6 +145,15 @@ pub fn classify(code: i32, d: Death) -> Verdict {
     if d.looping && cause.respawns() {
         return Cause::CrashLoop.verdict();
     }
+    // An operator's stop that the supervisor has not heard of yet (asked
+    // from another container, or the gateway acted on the marker before the
+    // signal): it must stay down, not be respawned.
+    if cause == Cause::OperatorStop && !d.wanted_down {
+        return Verdict {
+            exit: NO_RESTART,
+            ..cause.verdict()
+        };
+    }
     cause.verdict()
 }
 
@@ -574,6 +583,7 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     // removes the slot.
     if !cfg.is_real(p) {
         let slot = own_slot(cfg, p);
+        lease::forget_standby(&slot);
         let _ = Tally::clear(&slot);
         let _ = ready::consume(&slot, None);
         eprintln!(
@@ -714,9 +724,22 @@ mod tests {
     }
 
     #[test]
-    fn operator_stop_with_matching_marker_is_stopped_exit_0() {
-        assert_eq!(row(256, Some(None)), ("stopped", 0));
-        assert_eq!(row(0, Some(None)), ("stopped", 0));
+    fn operator_stop_with_matching_marker_is_stopped_and_stays_down() {
+        let down = |code| {
+            let v = classify(
+                code,
+                Death {
+                    wanted_down: true,
+                    ..marked(Some(None))
+                },
+            );
+            (v.gateway_state, v.exit)
+        };
+        assert_eq!(down(256), ("stopped", 0));
+        assert_eq!(down(0), ("stopped", 0));
+        // s6 not told yet (the stop came from another container): parked
+        assert_eq!(row(256, Some(None)), ("stopped", NO_RESTART));
+        assert_eq!(row(0, Some(None)), ("stopped", NO_RESTART));
     }
 
     #[test]

@@ -430,6 +430,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         set_desired(&home, "stopped")?;
         if let Some(h) = &away {
             mark_remote(&home, h, None);
+            drop(turn);
             return wait_lease_free(p, w, &home);
         }
         return Ok(());
@@ -458,6 +459,21 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
     };
     let had_down = dir.join("down").exists();
     let sent = slot::set_autostart(&dir, false).and_then(|_| control::svc(&dir, "d"));
+    if let Some(h) = &away {
+        // The stop is the other container's to carry out (its watcher may
+        // have done it already): this side's own slot only stands by, and
+        // a supervisor missing here fails nothing.
+        if let Err(e) = sent {
+            warn(format_args!(
+                "profile '{}': the gateway on {} is being stopped; this container's slot: {}",
+                p,
+                h.label(),
+                e
+            ));
+        }
+        drop(turn);
+        return wait_lease_free(p, w, &home);
+    }
     if let Err(e) = sent {
         undone(slot::set_autostart(&dir, !had_down));
         restore_desired(&home, prev);
@@ -467,11 +483,7 @@ pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
         return Err(e);
     }
     drop(turn);
-    wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir)?;
-    if away.is_some() {
-        return wait_lease_free(p, w, &home);
-    }
-    Ok(())
+    wait_for(p, "down", w, |s| !s.up && !s.finishing, &dir)
 }
 
 /// `stop --wait` of a gateway in another container: down means its lease is free.

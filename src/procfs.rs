@@ -1,5 +1,5 @@
 //! A process's start time: field 22 of `/proc/PID/stat` (clock ticks since boot), which together
-//! with the pid identifies one process (a pid alone is reused).
+//! with the pid identifies one process (a pid alone is reused); its process group (field 5).
 
 use crate::error::{sys, Error, Result};
 use std::path::Path;
@@ -26,6 +26,19 @@ pub fn start_time_at(root: &Path, pid: u32) -> Result<u64> {
         .ok_or_else(|| Error::System(format!("unable to parse {}", path.display())))
 }
 
+/// The process group of `pid` (field 5 of its stat line), None when gone.
+pub fn pgid(pid: u32) -> Option<u32> {
+    let path = Path::new("/proc").join(pid.to_string()).join("stat");
+    let data = std::fs::read(path).ok()?;
+    stat_field(&data, 5)
+}
+
+fn stat_field(stat: &[u8], n: usize) -> Option<u32> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    rest.split_ascii_whitespace().nth(n - 3)?.parse().ok()
+}
+
 /// Field 22 of a stat line. `comm` (field 2) is arbitrary bytes in parentheses and may contain
 /// `)` and spaces, so fields are counted from the last `)`.
 pub fn parse_start_time(stat: &[u8]) -> Option<u64> {
@@ -38,6 +51,15 @@ pub fn parse_start_time(stat: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgid_is_field_5_whatever_comm_holds() {
+        assert_eq!(stat_field(b"42 (a) b) S 1 77 77 0", 5), Some(77));
+        assert_eq!(pgid(std::process::id()), {
+            // SAFETY: getpgrp has no preconditions.
+            Some(unsafe { libc::getpgrp() } as u32)
+        });
+    }
 
     fn line(comm: &str) -> Vec<u8> {
         format!(

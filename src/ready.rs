@@ -236,18 +236,22 @@ fn watch(w: &Watch, pid: u32, start: Option<u64>) {
         }
         if !asked {
             if let Some(m) = asked_from_elsewhere(&home, pid, start) {
-                carry_out(w, &m);
-                asked = true;
+                // done once it worked (a lock wait that timed out, a
+                // supervisor not there yet: tried again at the next wake-up)
+                asked = carry_out(w, &m);
             }
         }
         // A moment without SOUL.md (an editor saving by rename, a sync) is
         // not a deletion: it must still be gone a second later.
         if w.profile != DEFAULT && !w.cfg.is_real(w.profile) {
             std::thread::sleep(std::time::Duration::from_secs(1));
-            if !w.cfg.is_real(w.profile) && alive(pid, start) {
-                gone(w);
+            if !w.cfg.is_real(w.profile) {
+                if alive(pid, start) {
+                    gone(w);
+                }
+                return;
             }
-            return;
+            // back: watching goes on (readiness, another container's asks)
         }
         if !ino.ok() || ino.home_gone {
             // a new home (recreated by the gateway) is watched afresh
@@ -289,8 +293,9 @@ fn asked_from_elsewhere(
 }
 
 /// Another container asked this gateway to stop or restart: what its own
-/// `stop`/`restart` would have done here (the marker copy first, for finish).
-fn carry_out(w: &Watch, m: &crate::marker::Marker) {
+/// `stop`/`restart` would have done here (the marker copy first, for
+/// finish). True when done.
+fn carry_out(w: &Watch, m: &crate::marker::Marker) -> bool {
     let restart = m.is_restart();
     eprintln!(
         "hermes-s6: profile '{}': {} asked from another container",
@@ -302,8 +307,12 @@ fn carry_out(w: &Watch, m: &crate::marker::Marker) {
             .and_then(|_| crate::slot::set_autostart(w.slot, restart))
             .and_then(|_| control::svc(w.slot, if restart { "du" } else { "d" }))
     });
-    if let Err(e) = r {
-        crate::error::warn(e);
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            crate::error::warn(e);
+            false
+        }
     }
 }
 

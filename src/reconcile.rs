@@ -233,7 +233,7 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
     let builder = if dry_run {
         None
     } else {
-        Some(slot::Builder::new(cfg)?)
+        Some(slot::Builder::for_boot(cfg)?)
     };
     let results = each_profile(&profiles, |p| one(cfg, builder.as_ref(), p, multiplex));
     let mut entries = Vec::with_capacity(profiles.len());

@@ -48,7 +48,8 @@ pub fn exec_svscan(cfg: &Config, scandir: &Path) -> Error {
 /// cannot chdir to the (missing) scan directory.
 fn knows_big_c(tool: &Path) -> bool {
     std::process::Command::new(tool)
-        .args(["-C", "8", "--", "/nonexistent/hermes-s6-probe"])
+        // (/proc/0 never exists, and nobody can make it)
+        .args(["-C", "8", "--", "/proc/0/hermes-s6-probe"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -501,6 +501,9 @@ pub struct Builder<'a> {
     seed: bool,
     /// A scanner listens on the scan directory (checked once).
     pub scanner_listens: bool,
+    /// The boot's builder ([`Builder::for_boot`]): slots may be built in
+    /// place while no scanner listens.
+    in_place: bool,
     /// The files every slot of this builder shares, made once (lazily) in
     /// `.hermes-s6-template.PID` in the scan directory and hard-linked into
     /// each slot: no inode per file per slot, one link(2) each.
@@ -511,6 +514,7 @@ pub struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     pub fn new(cfg: &'a Config) -> Result<Self> {
+        let _ = umask(); // read once, before any worker thread creates files
         let wc = cfg.shebangdir.join("with-contenv");
         let tk = std::env::var("HERMES_S6_TIMEOUT_KILL")
             .ok()
@@ -557,10 +561,23 @@ impl<'a> Builder<'a> {
                     .join(" ")
             ),
             seed: needs_seeding(cfg),
-            scanner_listens: control::svscanctl(&cfg.scandir, "").unwrap_or(false),
+            // (a probe that fails — EACCES… — counts as a scanner listening:
+            // never build in place unless certainly nobody can see it)
+            scanner_listens: !matches!(control::svscanctl(&cfg.scandir, ""), Ok(false)),
+            in_place: false,
             template: std::sync::OnceLock::new(),
             pid: std::process::id(),
         })
+    }
+
+    /// The builder of a boot's `reconcile`: cont-init.d runs before the
+    /// nested scanner, so slots are built in place while none listens (a
+    /// reconcile that fails stops the boot; the next one rebuilds what is
+    /// left). Single commands keep the build-then-rename.
+    pub fn for_boot(cfg: &'a Config) -> Result<Self> {
+        let mut b = Builder::new(cfg)?;
+        b.in_place = true;
+        Ok(b)
     }
 
     fn render(&self, tpl: &str) -> String {
@@ -670,7 +687,7 @@ impl<'a> Builder<'a> {
         let cfg = self.cfg;
         let p = spec.profile;
         let dst = cfg.slot_dir(p);
-        if !self.scanner_listens {
+        if self.in_place && !self.scanner_listens {
             let dir = match Dir::create_new(&dst, 0o755)? {
                 Some(d) => d,
                 None => return Ok(false), // EEXIST: registered already
