@@ -118,6 +118,8 @@ pub struct Death<'a> {
     pub never_ready: bool,
     /// The crash-loop tally reached the limit.
     pub looping: bool,
+    /// The saved intent is `stopped` now.
+    pub intent_stopped: bool,
 }
 
 /// SPEC §3.3, one row per arm. `code` is 256 when the gateway was killed by
@@ -147,8 +149,9 @@ pub fn classify(code: i32, d: Death) -> Verdict {
     }
     // An operator's stop that the supervisor has not heard of yet (asked
     // from another container, or the gateway acted on the marker before the
-    // signal): it must stay down, not be respawned.
-    if cause == Cause::OperatorStop && !d.wanted_down {
+    // signal) must stay down, not be respawned — unless a start has come
+    // since (the intent says running again, s6 wants it up: respawn).
+    if cause == Cause::OperatorStop && !d.wanted_down && d.intent_stopped {
         return Verdict {
             exit: NO_RESTART,
             ..cause.verdict()
@@ -646,6 +649,9 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
             .is_some_and(|s| !s.want_up),
         never_ready: false,
         looping: false,
+        intent_stopped: st
+            .as_ref()
+            .is_some_and(|s| s.desired_state() == Some("stopped")),
     };
     // Always consumed, so a stale record never speaks for a later run.
     let was_ready = ready::consume(&slot, dead_pid);
@@ -655,7 +661,24 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
         _ => Run::Lived(dead_start.and_then(|t| lived_secs(t, now))),
     };
     death.never_ready = run == Run::NeverReady;
-    let first = classify(code, death);
+    let mut first = classify(code, death);
+    let _turn;
+    if first.cause == Cause::OperatorStop && !death.wanted_down {
+        // A stop s6 has not heard of: park, or has a start come since? Ask
+        // again in P's turn, which a `start` holds from its intent to its
+        // signal (bounded: a command holding it long must not hang finish).
+        crate::fsutil::LOCK_WAIT_MS.store(2000, std::sync::atomic::Ordering::Relaxed);
+        _turn = crate::slot::lock(cfg, p).ok().flatten();
+        death.wanted_down = crate::svstat::read(&slot)
+            .ok()
+            .flatten()
+            .is_some_and(|s| !s.want_up);
+        death.intent_stopped = state::load(&home)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.desired_state() == Some("stopped"));
+        first = classify(code, death);
+    }
     let verdict = if first.cause.respawns() {
         death.looping = Tally::record(&slot, now, run);
         classify(code, death)
@@ -738,8 +761,19 @@ mod tests {
         assert_eq!(down(256), ("stopped", 0));
         assert_eq!(down(0), ("stopped", 0));
         // s6 not told yet (the stop came from another container): parked
-        assert_eq!(row(256, Some(None)), ("stopped", NO_RESTART));
-        assert_eq!(row(0, Some(None)), ("stopped", NO_RESTART));
+        let unheard = |intent_stopped| {
+            classify(
+                0,
+                Death {
+                    intent_stopped,
+                    ..marked(Some(None))
+                },
+            )
+            .exit
+        };
+        assert_eq!(unheard(true), NO_RESTART);
+        // ...unless a start came since: s6 wants it up, the intent is running
+        assert_eq!(unheard(false), 0);
     }
 
     #[test]
