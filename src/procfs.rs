@@ -28,8 +28,15 @@ pub fn start_time_at(root: &Path, pid: u32) -> Result<u64> {
 
 /// The process group of `pid` (field 5 of its stat line), None when gone.
 pub fn pgid(pid: u32) -> Option<u32> {
-    let path = Path::new("/proc").join(pid.to_string()).join("stat");
-    let data = std::fs::read(path).ok()?;
+    // the main thread's stat, for the reason `start_time` gives (qemu-user)
+    let task = Path::new("/proc")
+        .join(pid.to_string())
+        .join("task")
+        .join(pid.to_string())
+        .join("stat");
+    let data = std::fs::read(task)
+        .or_else(|_| std::fs::read(Path::new("/proc").join(pid.to_string()).join("stat")))
+        .ok()?;
     stat_field(&data, 5)
 }
 
