@@ -664,19 +664,22 @@ pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
     let mut first = classify(code, death);
     let _turn;
     if first.cause == Cause::OperatorStop && !death.wanted_down {
-        // A stop s6 has not heard of: park, or has a start come since? Ask
-        // again in P's turn, which a `start` holds from its intent to its
-        // signal (bounded: a command holding it long must not hang finish).
+        // A stop s6 has not heard of (yet: its `d` may still sit in the
+        // control FIFO, or it came from another container). In P's turn —
+        // which `start` and `stop` hold from their intent to their signal —
+        // the intent decides, and a park is said to s6 as a `d` in that same
+        // turn: the FIFO keeps it before any later start's `u`, where an
+        // exit 125 would override a `u` that came while finish was ending.
+        // (Bounded: a command holding the turn long must not hang finish.)
         crate::fsutil::LOCK_WAIT_MS.store(2000, std::sync::atomic::Ordering::Relaxed);
         _turn = crate::slot::lock(cfg, p).ok().flatten();
-        death.wanted_down = crate::svstat::read(&slot)
-            .ok()
-            .flatten()
-            .is_some_and(|s| !s.want_up);
         death.intent_stopped = state::load(&home)
             .ok()
             .flatten()
             .is_some_and(|s| s.desired_state() == Some("stopped"));
+        // told: the plain operator-stop row (exit 0, s6 keeps it down);
+        // not told (no supervisor to write to): exit 125 parks it
+        death.wanted_down = death.intent_stopped && crate::control::svc(&slot, "d").is_ok();
         first = classify(code, death);
     }
     let verdict = if first.cause.respawns() {

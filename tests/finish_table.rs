@@ -230,7 +230,8 @@ fn finish_honours_a_matching_marker_as_operator_stop() {
         Some("operator_stop")
     );
     // A stop s6 has not heard of (asked from another container, which saved
-    // the intent `stopped`): parked, never respawned.
+    // the intent `stopped`): parked, never respawned — told to s6 as a `d`
+    // where a supervisor listens; here none does, so exit 125 parks it.
     f.write_state(
         "coder",
         &format!(

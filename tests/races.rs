@@ -136,8 +136,15 @@ fn start_and_stop_at_once_leave_the_intent_and_s6_agreeing() {
         let (a, b) = (finish(a), finish(b));
         assert_eq!((a.code, b.code), (0, 0), "round {}: {:?} {:?}", i, a, b);
         let intent = f.state_str("coder", "desired_state").unwrap();
-        // s6-supervise reads its control FIFO on its own time: wait for it
-        // (bounded) to have taken the last command
+        // s6-supervise reads its control FIFO on its own time, one command
+        // at a time: wait (bounded) until it has read both, then for the
+        // last one's effect — before that, s6 may still agree with the
+        // previous round
+        assert!(
+            f.wait_for(Duration::from_secs(5), || f.control_unread("coder") == Some(0)),
+            "round {}: s6-supervise never read its commands",
+            i
+        );
         f.wait_for(Duration::from_secs(2), || {
             f.s6("coder")
                 .is_some_and(|s| s.wantedup == (intent == "running"))

@@ -369,6 +369,23 @@ impl Scandir {
 
     /// s6's state once the slot is supervised and `cond` holds.
     #[track_caller]
+    /// Bytes written to P's control FIFO that s6-supervise has not read yet
+    /// (FIONREAD); None when nobody listens. A command returns once it has
+    /// written its `u` or `d`: s6 acts on it on its own time.
+    pub fn control_unread(&self, p: &str) -> Option<usize> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(self.slot(p).join("supervise/control"))
+            .ok()?;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through a valid pointer.
+        (unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n) } == 0)
+            .then(|| usize::try_from(n).unwrap_or(0))
+    }
+
     pub fn wait_s6(&self, p: &str, what: &str, cond: impl Fn(&S6) -> bool) -> S6 {
         let mut last = None;
         self.wait(&format!("gateway-{}: {}", p, what), || {
