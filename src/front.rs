@@ -16,7 +16,7 @@
 
 use crate::error::{usage, warn, Error, Result};
 use crate::ops::{self, Wait};
-use crate::profile::{self, Config, DEFAULT};
+use crate::profile::{self, Config, Profile, DEFAULT};
 use crate::{reconcile, slot, state, status};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -32,16 +32,16 @@ pub enum Route {
     /// `gateway start|stop|restart`: the verb, P or every profile, `--wait`.
     Lifecycle {
         verb: String,
-        profile: Option<String>,
+        profile: Option<Profile>,
         wait: bool,
         timeout: Option<u64>,
     },
     /// `gateway status`: one profile or (None) all.
-    Status(Option<String>),
+    Status(Option<Profile>),
     /// `gateway run` that is not the supervised gateway itself.
-    RunInForeground(String),
-    ProfileCreate(String),
-    ProfileDelete(String),
+    RunInForeground(Profile),
+    ProfileCreate(Profile),
+    ProfileDelete(Profile),
     /// Upstream's CLI, untouched.
     Upstream,
 }
@@ -79,13 +79,14 @@ pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Ro
         }
     }
     let rest = &args[i.min(args.len())..];
-    let valid = |n: &str| profile::validate(n).is_ok();
-    let target = p.clone().unwrap_or_else(|| DEFAULT.to_string());
+    // (None: not a valid name, which upstream then reports)
+    let target = Profile::parse(p.as_deref().unwrap_or(DEFAULT)).ok();
     match (
         rest.first().map(String::as_str),
         rest.get(1).map(String::as_str),
+        target,
     ) {
-        (Some("gateway"), Some(verb @ ("start" | "stop" | "restart"))) if valid(&target) => {
+        (Some("gateway"), Some(verb @ ("start" | "stop" | "restart")), Some(target)) => {
             let mut all = false;
             let mut wait = false;
             let mut timeout = None;
@@ -111,11 +112,11 @@ pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Ro
                 timeout,
             })
         }
-        (Some("gateway"), Some("status")) if valid(&target) => {
+        (Some("gateway"), Some("status"), Some(target)) => {
             let all = rest[2..].iter().any(|a| a == "--all");
-            Ok(Route::Status(if all || p.is_none() { None } else { p }))
+            Ok(Route::Status((!all && p.is_some()).then_some(target)))
         }
-        (Some("gateway"), Some("run")) if valid(&target) => {
+        (Some("gateway"), Some("run"), Some(target)) => {
             let supervised = env("HERMES_S6_SUPERVISED_CHILD").as_deref() == Some("1");
             if supervised
                 || rest[2..].iter().any(|a| a == "--no-supervise")
@@ -126,18 +127,18 @@ pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Ro
                 Ok(Route::RunInForeground(target))
             }
         }
-        (Some("profile"), Some(verb @ ("create" | "delete"))) => {
+        (Some("profile"), Some(verb @ ("create" | "delete")), _) => {
             let opts: &[&str] = if verb == "create" {
                 &["--clone-from", "--description"]
             } else {
                 &[]
             };
             match first_positional(&rest[2..], opts) {
-                Some(n) if valid(n) && n != DEFAULT => Ok(if verb == "create" {
-                    Route::ProfileCreate(n.to_string())
-                } else {
-                    Route::ProfileDelete(n.to_string())
-                }),
+                Some(n) if n != DEFAULT => match Profile::parse(n) {
+                    Ok(n) if verb == "create" => Ok(Route::ProfileCreate(n)),
+                    Ok(n) => Ok(Route::ProfileDelete(n)),
+                    Err(_) => Ok(Route::Upstream),
+                },
                 _ => Ok(Route::Upstream),
             }
         }
@@ -292,7 +293,7 @@ pub fn main(args: Vec<OsString>) -> Result<i32> {
             }
             Ok(worst)
         }
-        Route::Status(p) => status::status(&cfg, p.as_deref(), false),
+        Route::Status(p) => status::status(&cfg, p.as_ref(), false),
         Route::RunInForeground(p) => run_in_foreground(&cfg, &p),
         Route::ProfileCreate(p) => {
             let rc = upstream(&args).status()?;
@@ -341,7 +342,7 @@ fn done(verb: &str) -> &'static str {
 /// then — and stay alive as long as the container, like upstream's redirect
 /// (`sleep infinity`). Exiting would stop the container, and with
 /// `restart: unless-stopped` loop it.
-fn run_in_foreground(cfg: &Config, p: &str) -> Result<i32> {
+fn run_in_foreground(cfg: &Config, p: &Profile) -> Result<i32> {
     match reconcile::seed_legacy(cfg, p) {
         Ok(true) => {
             if let Err(e) = ops::start(cfg, p, Wait::default()) {
@@ -379,10 +380,14 @@ mod tests {
         .unwrap()
     }
 
+    fn pr(p: &str) -> Profile {
+        Profile::parse(p).unwrap()
+    }
+
     fn lc(verb: &str, p: Option<&str>, wait: bool) -> Route {
         Route::Lifecycle {
             verb: verb.into(),
-            profile: p.map(String::from),
+            profile: p.map(pr),
             wait,
             timeout: None,
         }
@@ -401,7 +406,7 @@ mod tests {
             r("-p a gateway start --wait --timeout 5"),
             Route::Lifecycle {
                 verb: "start".into(),
-                profile: Some("a".into()),
+                profile: Some(pr("a")),
                 wait: true,
                 timeout: Some(5)
             }
@@ -409,7 +414,7 @@ mod tests {
         assert_eq!(r("gateway status"), Route::Status(None));
         assert_eq!(
             r("-p coder gateway status"),
-            Route::Status(Some("coder".into()))
+            Route::Status(Some(pr("coder")))
         );
         assert_eq!(r("-p coder gateway status --all"), Route::Status(None));
     }
@@ -422,10 +427,10 @@ mod tests {
 
     #[test]
     fn gateway_run_is_upstreams_only_under_supervision_or_when_asked() {
-        assert_eq!(r("gateway run"), Route::RunInForeground("default".into()));
+        assert_eq!(r("gateway run"), Route::RunInForeground(pr("default")));
         assert_eq!(
             r("-p coder gateway run --replace"),
-            Route::RunInForeground("coder".into())
+            Route::RunInForeground(pr("coder"))
         );
         assert_eq!(
             r_env(
@@ -445,15 +450,15 @@ mod tests {
     fn profile_create_and_delete_are_seen_everything_else_is_upstreams() {
         assert_eq!(
             r("profile create coder"),
-            Route::ProfileCreate("coder".into())
+            Route::ProfileCreate(pr("coder"))
         );
         assert_eq!(
             r("profile create --clone-from x --description y coder"),
-            Route::ProfileCreate("coder".into())
+            Route::ProfileCreate(pr("coder"))
         );
         assert_eq!(
             r("profile delete coder -y"),
-            Route::ProfileDelete("coder".into())
+            Route::ProfileDelete(pr("coder"))
         );
         assert_eq!(
             r("profile delete Coder"),

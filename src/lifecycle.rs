@@ -11,7 +11,7 @@ use crate::fsutil;
 use crate::lease;
 use crate::marker;
 use crate::procfs;
-use crate::profile::{self, Config};
+use crate::profile::{self, Config, Profile};
 use crate::ready::{self, Readiness};
 use crate::state::{self, State};
 use std::path::{Path, PathBuf};
@@ -246,8 +246,7 @@ impl Tally {
 /// `hermes-s6 run P [-- CMD…]`: record the run-intent, pid and start time,
 /// then exec the gateway so that the pid s6 supervises is the gateway's.
 /// Returns only on failure.
-pub fn run(cfg: &Config, p: &str, argv: Vec<String>) -> Result<()> {
-    profile::validate(p)?;
+pub fn run(cfg: &Config, p: &Profile, argv: Vec<String>) -> Result<()> {
     profile::drop_privileges(cfg)?;
     let argv = if argv.is_empty() {
         cfg.gateway_argv(p)
@@ -434,8 +433,7 @@ fn lived_secs(start_ticks: u64, now: i64) -> Option<i64> {
 /// `logs/gateways/P@HOST` instead (then `P@HOST-NS` should the host name be
 /// shared too). s6-log's own `lock` is never deleted: a flock is never stale,
 /// and deleting it is what once let two s6-logs write one directory.
-pub fn log(cfg: &Config, p: &str) -> Result<()> {
-    profile::validate(p)?;
+pub fn log(cfg: &Config, p: &Profile) -> Result<()> {
     profile::drop_privileges(cfg)?;
     let logs = cfg.hermes_home.join("logs");
     let gateways = logs.join("gateways");
@@ -468,7 +466,7 @@ pub fn log(cfg: &Config, p: &str) -> Result<()> {
         eprintln!(
             "hermes-s6: profile '{}': {} has another writer (another container's logger): logging to {}",
             p,
-            gateways.join(p).display(),
+            gateways.join(p.as_str()).display(),
             dir.display()
         );
     }
@@ -524,7 +522,7 @@ pub fn exec(argv: &[String]) -> Error {
 /// directory — s6 runs `run` and `finish` in the slot (`gateway-P`, or the
 /// name s6-overlay's shutdown gives it: `.gateway-P…`, `…-gateway-P`), and
 /// `log/run` in its `log/`.
-pub fn profile_from_cwd(in_log: bool) -> Result<String> {
+pub fn profile_from_cwd(in_log: bool) -> Result<Profile> {
     let cwd = std::env::current_dir()
         .map_err(|e| crate::error::sys("read the working directory", Path::new("."), e))?;
     let dir = if in_log {
@@ -533,17 +531,16 @@ pub fn profile_from_cwd(in_log: bool) -> Result<String> {
         &cwd
     };
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let p = slot_profile(name).ok_or_else(|| {
+    slot_profile(name).ok_or_else(|| {
         Error::Usage(format!(
             "profile '-': {} is not a gateway slot (gateway-P)",
             crate::error::escape(&dir.display().to_string())
         ))
-    })?;
-    Ok(p.to_string())
+    })
 }
 
 /// The profile in a slot directory's name, whatever s6-overlay renamed it to.
-pub fn slot_profile(name: &str) -> Option<&str> {
+pub fn slot_profile(name: &str) -> Option<Profile> {
     let pre = crate::slot::PREFIX;
     let rest = if let Some(r) = name.strip_prefix(pre) {
         r
@@ -553,7 +550,7 @@ pub fn slot_profile(name: &str) -> Option<&str> {
         let at = name.find(&format!("-{}", pre))?;
         &name[at + 1 + pre.len()..]
     };
-    profile::validate(rest).ok().map(|_| rest)
+    Profile::parse(rest).ok()
 }
 
 /// The slot finish runs in: its working directory (s6 runs finish in the
@@ -577,8 +574,7 @@ fn own_slot(cfg: &Config, p: &str) -> PathBuf {
 }
 
 /// `hermes-s6 finish P CODE SIGNAL`: classify, persist, return the exit code.
-pub fn finish(cfg: &Config, p: &str, code: i32, _signal: i32) -> Result<i32> {
-    profile::validate(p)?;
+pub fn finish(cfg: &Config, p: &Profile, code: i32, _signal: i32) -> Result<i32> {
     profile::drop_privileges(cfg)?;
     let home = cfg.home(p);
     // Deleted under its gateway, or before this start: nothing to persist
@@ -715,13 +711,13 @@ mod slot_name_tests {
 
     #[test]
     fn the_profile_of_a_slot_is_read_from_any_name_s6_overlay_gives_it() {
-        assert_eq!(slot_profile("gateway-coder"), Some("coder"));
-        assert_eq!(slot_profile("gateway-my-gateway-x"), Some("my-gateway-x"));
-        assert_eq!(slot_profile(".gateway-coder.412.tmp"), Some("coder"));
-        assert_eq!(slot_profile(".s6-shutdown-gateway-coder"), Some("coder"));
-        assert_eq!(slot_profile("log"), None);
-        assert_eq!(slot_profile("gateway-Bad"), None);
-        assert_eq!(slot_profile("gateway-"), None);
+        assert_eq!(slot_profile("gateway-coder").as_deref(), Some("coder"));
+        assert_eq!(slot_profile("gateway-my-gateway-x").as_deref(), Some("my-gateway-x"));
+        assert_eq!(slot_profile(".gateway-coder.412.tmp").as_deref(), Some("coder"));
+        assert_eq!(slot_profile(".s6-shutdown-gateway-coder").as_deref(), Some("coder"));
+        assert_eq!(slot_profile("log").as_deref(), None);
+        assert_eq!(slot_profile("gateway-Bad").as_deref(), None);
+        assert_eq!(slot_profile("gateway-").as_deref(), None);
     }
 }
 

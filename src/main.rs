@@ -4,7 +4,7 @@
 use hermes_s6::command::{self, Command, Id};
 use hermes_s6::error::{out, usage, Error, Result};
 use hermes_s6::ops::{self, Wait};
-use hermes_s6::profile::{self, Config};
+use hermes_s6::profile::{self, Config, Profile};
 use hermes_s6::{detect, lifecycle, reconcile, status};
 use lexopt::prelude::*;
 use std::time::Duration;
@@ -15,6 +15,8 @@ const PROG: &str = "hermes-s6";
 #[derive(Default)]
 struct Args {
     positional: Vec<String>,
+    /// The positional words as profile names (commands that take only those).
+    profiles: Vec<Profile>,
     all: bool,
     wait: bool,
     timeout: Option<u64>,
@@ -58,6 +60,12 @@ fn parse(c: &Command, mut p: lexopt::Parser) -> Result<Option<Args>> {
         }
     }
     Ok(Some(a))
+}
+
+/// The one profile a command takes.
+fn the_profile<'a>(a: &'a Args, cmd: &str) -> Result<&'a Profile> {
+    want(a, cmd, 1)?;
+    Ok(&a.profiles[0])
 }
 
 fn want(a: &Args, cmd: &str, n: usize) -> Result<()> {
@@ -106,18 +114,17 @@ fn lifecycle_cmd(cfg: &Config, c: &Command, a: &Args) -> Result<i32> {
         }
         return Ok(worst);
     }
-    want(a, cmd, 1)?;
-    f(cfg, &a.positional[0], w)?;
+    f(cfg, the_profile(a, cmd)?, w)?;
     Ok(0)
 }
 
 /// `run`/`finish`/`log`'s P: `-` in the shared slot scripts stands for the
 /// slot the command runs in.
-fn slot_profile(p: &str, in_log: bool) -> Result<String> {
+fn slot_profile(p: &str, in_log: bool) -> Result<Profile> {
     if p == "-" {
         lifecycle::profile_from_cwd(in_log)
     } else {
-        Ok(p.to_string())
+        Profile::parse(p)
     }
 }
 
@@ -126,7 +133,7 @@ fn int_arg(cmd: &str, what: &str, v: &str) -> Result<i32> {
         .map_err(|_| usage(format!("{}: {} must be an integer, got '{}'", cmd, what, v)))
 }
 
-fn dispatch(c: &Command, a: Args) -> Result<i32> {
+fn dispatch(c: &Command, mut a: Args) -> Result<i32> {
     let cmd = c.name;
     let cfg = Config::from_env();
     // Every lock wait obeys the command's own --timeout.
@@ -136,9 +143,11 @@ fn dispatch(c: &Command, a: Args) -> Result<i32> {
     if c.as_hermes {
         // Bad usage is 100 whoever runs it: check the names before the
         // account they would run as.
-        for p in &a.positional {
-            profile::validate(p)?;
-        }
+        a.profiles = a
+            .positional
+            .iter()
+            .map(|p| Profile::parse(p))
+            .collect::<Result<_>>()?;
         profile::drop_privileges(&cfg)?;
     }
     match c.id {
@@ -154,13 +163,11 @@ fn dispatch(c: &Command, a: Args) -> Result<i32> {
             Ok(0)
         }
         Id::Register => {
-            want(&a, cmd, 1)?;
-            ops::register(&cfg, &a.positional[0], a.start)?;
+            ops::register(&cfg, the_profile(&a, cmd)?, a.start)?;
             Ok(0)
         }
         Id::Unregister => {
-            want(&a, cmd, 1)?;
-            ops::unregister(&cfg, &a.positional[0], wait_opt(&a))?;
+            ops::unregister(&cfg, the_profile(&a, cmd)?, wait_opt(&a))?;
             Ok(0)
         }
         Id::Start | Id::Stop | Id::Restart => lifecycle_cmd(&cfg, c, &a),
@@ -168,7 +175,7 @@ fn dispatch(c: &Command, a: Args) -> Result<i32> {
             if a.positional.len() > 1 {
                 want(&a, cmd, 1)?;
             }
-            status::status(&cfg, a.positional.first().map(String::as_str), a.json)
+            status::status(&cfg, a.profiles.first(), a.json)
         }
         Id::Health => {
             want(&a, cmd, 0)?;
@@ -179,14 +186,12 @@ fn dispatch(c: &Command, a: Args) -> Result<i32> {
             status::list(&cfg)
         }
         Id::Pid => {
-            want(&a, cmd, 1)?;
-            status::pid(&cfg, &a.positional[0])
+            status::pid(&cfg, the_profile(&a, cmd)?)
         }
         Id::Port => {
             want(&a, cmd, 1)?;
-            let p = &a.positional[0];
-            profile::validate(p)?;
-            out(&format!("{}\n", profile::port(p)));
+            let p = Profile::parse(&a.positional[0])?;
+            out(&format!("{}\n", profile::port(&p)));
             Ok(0)
         }
         Id::Run => {

@@ -14,7 +14,7 @@ use crate::fsutil;
 use crate::lease::{self, Holder};
 use crate::lifecycle::Tally;
 use crate::marker;
-use crate::profile::{self, Config};
+use crate::profile::{Config, Profile};
 use crate::slot::{self, Spec};
 use crate::state::{self, State};
 use crate::svstat::{self, Status};
@@ -121,8 +121,7 @@ fn restore_desired(home: &Path, snap: Snapshot) {
 }
 
 /// `register P [--start]`.
-pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
-    profile::validate(p)?;
+pub fn register(cfg: &Config, p: &Profile, start: bool) -> Result<()> {
     let _turn = slot::lock(cfg, p)?;
     if !cfg.is_real(p) {
         return Err(no_such(cfg, p));
@@ -161,8 +160,7 @@ pub fn register(cfg: &Config, p: &str, start: bool) -> Result<()> {
 }
 
 /// `unregister P`: not registered → no-op.
-pub fn unregister(cfg: &Config, p: &str, w: Wait) -> Result<()> {
-    profile::validate(p)?;
+pub fn unregister(cfg: &Config, p: &Profile, w: Wait) -> Result<()> {
     let _turn = slot::lock(cfg, p)?;
     let dir = cfg.slot_dir(p);
     if slot::is_registered(cfg, p) {
@@ -371,9 +369,8 @@ fn wait_for(
 /// exists, `desired_state=running` persisted (the snapshot for a rollback).
 fn begin_running(
     cfg: &Config,
-    p: &str,
+    p: &Profile,
 ) -> Result<(Option<slot::Turn>, std::path::PathBuf, Snapshot)> {
-    profile::validate(p)?;
     let turn = slot::lock(cfg, p)?;
     let home = cfg.home(p);
     if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
@@ -384,7 +381,7 @@ fn begin_running(
 }
 
 /// `start P`.
-pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+pub fn start(cfg: &Config, p: &Profile, w: Wait) -> Result<()> {
     let (turn, home, prev) = begin_running(cfg, p)?;
     let dir = cfg.slot_dir(p);
     let mut had_down = None;
@@ -415,8 +412,7 @@ pub fn start(cfg: &Config, p: &str, w: Wait) -> Result<()> {
 }
 
 /// `stop P`.
-pub fn stop(cfg: &Config, p: &str, w: Wait) -> Result<()> {
-    profile::validate(p)?;
+pub fn stop(cfg: &Config, p: &Profile, w: Wait) -> Result<()> {
     let turn = slot::lock(cfg, p)?;
     let home = cfg.home(p);
     let dir = cfg.slot_dir(p);
@@ -502,7 +498,7 @@ fn wait_lease_free(p: &str, w: Wait, home: &Path) -> Result<()> {
 }
 
 /// `restart P`: comes back with a new pid even if it was stopped before.
-pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
+pub fn restart(cfg: &Config, p: &Profile, w: Wait) -> Result<()> {
     let (turn, home, prev) = begin_running(cfg, p)?;
     let dir = cfg.slot_dir(p);
     if let Err(e) = ensure_slot(cfg, p) {
@@ -557,7 +553,7 @@ pub fn restart(cfg: &Config, p: &str, w: Wait) -> Result<()> {
 
 /// Targets of `--all`: `start` takes every registered or real profile (so a
 /// new profile comes up too); `stop`/`restart` every registered slot.
-pub fn all(cfg: &Config, include_real: bool) -> Result<Vec<String>> {
+pub fn all(cfg: &Config, include_real: bool) -> Result<Vec<Profile>> {
     let mut v = slot::list(cfg)?;
     if include_real {
         for p in crate::reconcile::real_profiles(cfg, true)? {

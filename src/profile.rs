@@ -12,8 +12,62 @@ use std::path::{Path, PathBuf};
 /// The root profile: its home is `$HERMES_HOME` itself.
 pub const DEFAULT: &str = "default";
 
-/// Check a profile name against `^[a-z0-9][a-z0-9_-]{0,63}$` (exit 100 otherwise).
-pub fn validate(name: &str) -> Result<()> {
+/// A profile name that follows the rule `^[a-z0-9][a-z0-9_-]{0,63}$`. Made
+/// only by [`Profile::parse`] — from an argument, a directory entry, a slot's
+/// name — so whatever takes one checks nothing again: a name is validated
+/// where it enters, once.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Profile(String);
+
+impl Profile {
+    /// `name` if it follows the rule; else a usage error (exit 100) naming it.
+    pub fn parse(name: &str) -> Result<Profile> {
+        validate(name).map(|_| Profile(name.to_string()))
+    }
+
+    /// The root profile, `default`.
+    pub fn default_profile() -> Profile {
+        Profile(DEFAULT.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Profile {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Profile {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Profile {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Profile {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// The rule itself (exit 100 otherwise, naming the name).
+fn validate(name: &str) -> Result<()> {
     let b = name.as_bytes();
     let why = match b.first() {
         None => Some("it is empty"),
@@ -430,7 +484,7 @@ mod tests {
     }
 
     fn rejected(name: &str) {
-        match validate(name) {
+        match Profile::parse(name) {
             Err(Error::Usage(m)) => assert!(
                 m.contains(&format!(
                     "invalid profile name '{}'",
@@ -464,9 +518,9 @@ mod tests {
             "my-profile",
             "assistant_v2",
         ] {
-            validate(n).unwrap();
+            assert_eq!(Profile::parse(n).unwrap().as_str(), n);
         }
-        validate(&"a".repeat(64)).unwrap();
+        Profile::parse(&"a".repeat(64)).unwrap();
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::bootlog::{self, Entry};
 use crate::clock;
 use crate::error::{refused, sys, warn, Result};
 use crate::fsutil;
-use crate::profile::{self, Config};
+use crate::profile::{self, Config, Profile};
 use crate::slot::{self, Spec};
 use crate::state;
 use crate::svstat;
@@ -21,13 +21,13 @@ pub const ROOT_SCANDIR: &str = "/run/service";
 /// (with a warning when `warnings`: reconcile and `start --all` say it,
 /// `status` does not repeat it at every call); one bad profile never stops
 /// the others.
-pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
+pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<Profile>> {
     let warn = |m: std::fmt::Arguments| {
         if warnings {
             warn(m)
         }
     };
-    let mut out = vec![profile::DEFAULT.to_string()];
+    let mut out = vec![Profile::default_profile()];
     let dir = cfg.hermes_home.join("profiles");
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
@@ -85,15 +85,14 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<String>> {
             ));
             continue;
         }
-        if let Err(e) = profile::validate(&name) {
-            warn(format_args!(
+        match Profile::parse(&name) {
+            Ok(p) => names.push(p),
+            Err(e) => warn(format_args!(
                 "skipping {}: {}",
                 crate::error::escape(&path.display().to_string()),
                 e
-            ));
-            continue;
+            )),
         }
-        names.push(name);
     }
     names.sort_unstable();
     out.extend(names);
@@ -131,7 +130,7 @@ pub fn multiplexed() -> bool {
 }
 
 /// Reconcile one profile; returns its boot-log entry.
-fn one(cfg: &Config, b: Option<&slot::Builder>, p: &str, multiplex: bool) -> Result<Entry> {
+fn one(cfg: &Config, b: Option<&slot::Builder>, p: &Profile, multiplex: bool) -> Result<Entry> {
     let home = cfg.home(p);
     let st = state::load(&home).unwrap_or_else(|e| {
         warn(format_args!(
@@ -286,12 +285,12 @@ pub fn reconcile(cfg: &Config, dry_run: bool) -> Result<Vec<Entry>> {
 /// independent (own home, own slot, own lock), so a large boot spreads them
 /// over a few threads: most of the cost is the kernel creating inodes, and
 /// two cores create them nearly twice as fast.
-fn each_profile<T: Send>(profiles: &[String], f: impl Fn(&str) -> T + Sync) -> Vec<T> {
+fn each_profile<T: Send>(profiles: &[Profile], f: impl Fn(&Profile) -> T + Sync) -> Vec<T> {
     const PER_THREAD_MIN: usize = 64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(4).min(profiles.len() / PER_THREAD_MIN).max(1);
     if threads == 1 {
-        return profiles.iter().map(|p| f(p)).collect();
+        return profiles.iter().map(&f).collect();
     }
     let chunk = profiles.len().div_ceil(threads);
     std::thread::scope(|sc| {
@@ -299,7 +298,7 @@ fn each_profile<T: Send>(profiles: &[String], f: impl Fn(&str) -> T + Sync) -> V
             .chunks(chunk)
             .map(|part| {
                 let f = &f;
-                sc.spawn(move || part.iter().map(|p| f(p)).collect::<Vec<T>>())
+                sc.spawn(move || part.iter().map(f).collect::<Vec<T>>())
             })
             .collect();
         handles
@@ -314,18 +313,18 @@ fn each_profile<T: Send>(profiles: &[String], f: impl Fn(&str) -> T + Sync) -> V
 /// first, then the profiles meant to run, then the others, each in name
 /// order. Returns the kept ones (default first, then sorted, as before) and
 /// the left-out ones (sorted), said in one warning — never silently.
-fn within_limit(cfg: &Config, profiles: Vec<String>) -> (Vec<String>, Vec<String>) {
+fn within_limit(cfg: &Config, profiles: Vec<Profile>) -> (Vec<Profile>, Vec<Profile>) {
     if profiles.len() <= cfg.max_profiles {
         return (profiles, Vec::new());
     }
-    let runs = |p: &String| {
+    let runs = |p: &Profile| {
         state::autostarts(state::resolve_intent(
             state::load(&cfg.home(p)).ok().flatten().as_ref(),
         ))
     };
     let (default, rest) = profiles.split_at(1);
-    let (mut running, others): (Vec<String>, Vec<String>) = rest.iter().cloned().partition(runs);
-    let mut order: Vec<String> = default.to_vec();
+    let (mut running, others): (Vec<Profile>, Vec<Profile>) = rest.iter().cloned().partition(runs);
+    let mut order: Vec<Profile> = default.to_vec();
     order.append(&mut running);
     order.extend(others);
     let mut left_out = order.split_off(cfg.max_profiles);

@@ -11,7 +11,7 @@
 
 use crate::control;
 use crate::error::{refused, sys, warn, Error, Result};
-use crate::profile::{self, Config};
+use crate::profile::{Config, Profile};
 use crate::ready::{self, Readiness};
 use crate::svstat;
 use std::ffi::CString;
@@ -37,9 +37,8 @@ const TEMPLATE: &str = ".hermes-s6-template.";
 pub const DEFAULT_TIMEOUT_KILL_MS: u64 = 5000;
 
 /// The profile a scandir entry belongs to, if it is a slot name.
-pub fn profile_of(entry: &str) -> Option<&str> {
-    let p = entry.strip_prefix(PREFIX)?;
-    profile::validate(p).ok().map(|_| p)
+pub fn profile_of(entry: &str) -> Option<Profile> {
+    Profile::parse(entry.strip_prefix(PREFIX)?).ok()
 }
 
 /// Is P's slot published (a real directory, not a symlink)?
@@ -49,7 +48,7 @@ pub fn is_registered(cfg: &Config, p: &str) -> bool {
 
 /// Profiles with a published slot, sorted. Entries that are not `gateway-*`
 /// directories (`.s6-svscan`, dot-dirs, other services, symlinks) are ignored.
-pub fn list(cfg: &Config) -> Result<Vec<String>> {
+pub fn list(cfg: &Config) -> Result<Vec<Profile>> {
     let rd = match fs::read_dir(&cfg.scandir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -63,7 +62,7 @@ pub fn list(cfg: &Config) -> Result<Vec<String>> {
         let Some(p) = profile_of(name) else { continue };
         // file_type() does not follow symlinks.
         if ent.file_type().is_ok_and(|t| t.is_dir()) {
-            out.push(p.to_string());
+            out.push(p);
         }
     }
     out.sort_unstable();
@@ -122,13 +121,13 @@ fn lock_path(cfg: &Config, p: &str) -> PathBuf {
 }
 
 /// The profile of a leftover `.gateway-P[.PID].tmp` or `.gateway-P.del.N`.
-fn leftover_of(name: &str) -> Option<&str> {
+fn leftover_of(name: &str) -> Option<Profile> {
     let rest = name.strip_prefix('.')?.strip_prefix(PREFIX)?;
     let p = match rest.strip_suffix(".tmp") {
         Some(r) => r.split_once('.').map_or(r, |(p, _pid)| p),
         None => rest.split_once(".del")?.0,
     };
-    profile::validate(p).ok().map(|_| p)
+    Profile::parse(p).ok()
 }
 
 /// Remove leftover build (`.gateway-P.PID.tmp`) and removal
@@ -864,23 +863,23 @@ mod tests {
 
     #[test]
     fn profile_of_accepts_only_valid_gateway_names() {
-        assert_eq!(profile_of("gateway-coder"), Some("coder"));
-        assert_eq!(profile_of("gateway-default"), Some("default"));
-        assert_eq!(profile_of("gateway-"), None);
-        assert_eq!(profile_of("gateway-Bad"), None);
-        assert_eq!(profile_of(".gateway-x.tmp"), None);
-        assert_eq!(profile_of(".gateway-x.lock"), None);
+        assert_eq!(profile_of("gateway-coder").as_deref(), Some("coder"));
+        assert_eq!(profile_of("gateway-default").as_deref(), Some("default"));
+        assert_eq!(profile_of("gateway-").as_deref(), None);
+        assert_eq!(profile_of("gateway-Bad").as_deref(), None);
+        assert_eq!(profile_of(".gateway-x.tmp").as_deref(), None);
+        assert_eq!(profile_of(".gateway-x.lock").as_deref(), None);
     }
 
     #[test]
     fn leftovers_name_their_profile() {
-        assert_eq!(leftover_of(".gateway-coder.412.tmp"), Some("coder"));
-        assert_eq!(leftover_of(".gateway-coder.tmp"), Some("coder"));
-        assert_eq!(leftover_of(".gateway-coder.del.99"), Some("coder"));
-        assert_eq!(leftover_of(".gateway-coder.lock"), None);
-        assert_eq!(leftover_of(".gateway-Bad.tmp"), None);
-        assert_eq!(leftover_of("gateway-coder"), None);
-        assert_eq!(profile_of("s6-linux-init-shutdownd"), None);
+        assert_eq!(leftover_of(".gateway-coder.412.tmp").as_deref(), Some("coder"));
+        assert_eq!(leftover_of(".gateway-coder.tmp").as_deref(), Some("coder"));
+        assert_eq!(leftover_of(".gateway-coder.del.99").as_deref(), Some("coder"));
+        assert_eq!(leftover_of(".gateway-coder.lock").as_deref(), None);
+        assert_eq!(leftover_of(".gateway-Bad.tmp").as_deref(), None);
+        assert_eq!(leftover_of("gateway-coder").as_deref(), None);
+        assert_eq!(profile_of("s6-linux-init-shutdownd").as_deref(), None);
     }
 
     #[test]

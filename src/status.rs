@@ -5,7 +5,7 @@
 use crate::clock;
 use crate::detect;
 use crate::error::{refused, warn, Result};
-use crate::profile::{self, Config};
+use crate::profile::{self, Config, Profile};
 use crate::reconcile;
 use crate::slot;
 use crate::state;
@@ -197,9 +197,9 @@ pub fn explain(rows: &mut [Row], role: crate::role::Role, multiplex: bool) {
 }
 
 /// Registered or real profiles, `default` first, each with whether it is real.
-fn profiles(cfg: &Config) -> Result<Vec<(String, bool)>> {
+fn profiles(cfg: &Config) -> Result<Vec<(Profile, bool)>> {
     let real = reconcile::real_profiles(cfg, false)?; // default, then sorted
-    let mut v: Vec<(String, bool)> = real.iter().map(|p| (p.clone(), true)).collect();
+    let mut v: Vec<(Profile, bool)> = real.iter().map(|p| (p.clone(), true)).collect();
     for p in slot::list(cfg)? {
         if p != profile::DEFAULT && real[1..].binary_search(&p).is_err() {
             // not listed: gone, or skipped (unreadable…), which is not gone
@@ -212,16 +212,15 @@ fn profiles(cfg: &Config) -> Result<Vec<(String, bool)>> {
 }
 
 /// `status [P] [--json]`.
-pub fn status(cfg: &Config, one: Option<&str>, as_json: bool) -> Result<i32> {
+pub fn status(cfg: &Config, one: Option<&Profile>, as_json: bool) -> Result<i32> {
     let s6 = detect::detect();
     let list = match one {
         Some(p) => {
-            profile::validate(p)?;
             let real = cfg.is_real(p);
             if !real && !slot::is_registered(cfg, p) {
                 return Err(refused(format!("no such gateway '{}'", p)));
             }
-            vec![(p.to_string(), real)]
+            vec![(p.clone(), real)]
         }
         None => profiles(cfg)?,
     };
@@ -317,8 +316,7 @@ pub fn list(cfg: &Config) -> Result<i32> {
 }
 
 /// `pid P`: exit 1 when not up.
-pub fn pid(cfg: &Config, p: &str) -> Result<i32> {
-    profile::validate(p)?;
+pub fn pid(cfg: &Config, p: &Profile) -> Result<i32> {
     if !slot::is_registered(cfg, p) {
         return Err(refused(format!("no s6 gateway slot for profile '{}'", p)));
     }
