@@ -136,10 +136,10 @@ fn start_and_stop_at_once_leave_the_intent_and_s6_agreeing() {
         let (a, b) = (finish(a), finish(b));
         assert_eq!((a.code, b.code), (0, 0), "round {}: {:?} {:?}", i, a, b);
         let intent = f.state_str("coder", "desired_state").unwrap();
-        // s6-supervise reads its control FIFO on its own time, one command
-        // at a time: wait (bounded) until it has read both, then for the
-        // last one's effect — before that, s6 may still agree with the
-        // previous round
+        // s6-supervise reads its control FIFO on its own time, acting on
+        // each byte as it reads it: wait (bounded) until it has read both,
+        // then for the last one's effect — before that, s6 may still agree
+        // with the previous round
         assert!(
             f.wait_for(Duration::from_secs(5), || f.control_unread("coder") == Some(0)),
             "round {}: s6-supervise never read its commands",

@@ -367,8 +367,6 @@ impl Scandir {
         })
     }
 
-    /// s6's state once the slot is supervised and `cond` holds.
-    #[track_caller]
     /// Bytes written to P's control FIFO that s6-supervise has not read yet
     /// (FIONREAD); None when nobody listens. A command returns once it has
     /// written its `u` or `d`: s6 acts on it on its own time.
@@ -386,6 +384,8 @@ impl Scandir {
             .then(|| usize::try_from(n).unwrap_or(0))
     }
 
+    /// s6's state once the slot is supervised and `cond` holds.
+    #[track_caller]
     pub fn wait_s6(&self, p: &str, what: &str, cond: impl Fn(&S6) -> bool) -> S6 {
         let mut last = None;
         self.wait(&format!("gateway-{}: {}", p, what), || {
