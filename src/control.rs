@@ -7,7 +7,10 @@
 
 use crate::error::{refused, sys, Error, Result};
 use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -37,37 +40,22 @@ pub fn write_fifo(fifo: &Path, cmds: &str) -> Result<Sent> {
             _ => Err(sys("open", fifo, e)),
         };
     }
-    let res = (|| {
-        // SAFETY: fd is open; st is a plain out-struct.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            return Err(sys("stat", fifo, std::io::Error::last_os_error()));
-        }
-        if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
-            return Err(crate::error::Error::System(format!(
-                "refusing to write to {}: not a FIFO",
-                fifo.display()
-            )));
-        }
-        let b = cmds.as_bytes();
-        // SAFETY: b is a valid buffer of b.len() bytes.
-        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            // The reader went away between open and write.
-            if e.raw_os_error() == Some(libc::EPIPE) {
-                return Ok(Sent::NotListening);
-            }
-            return Err(sys("write to", fifo, e));
-        }
-        if n as usize != b.len() {
-            return Err(refused(format!("short write to {}", fifo.display())));
-        }
-        Ok(Sent::Done)
-    })();
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    res
+    // SAFETY: a fresh fd, ours alone (closed when `f` goes).
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let st = f.metadata().map_err(|e| sys("stat", fifo, e))?;
+    if !st.file_type().is_fifo() {
+        return Err(crate::error::Error::System(format!(
+            "refusing to write to {}: not a FIFO",
+            fifo.display()
+        )));
+    }
+    match f.write(cmds.as_bytes()) {
+        Ok(n) if n == cmds.len() => Ok(Sent::Done),
+        Ok(_) => Err(refused(format!("short write to {}", fifo.display()))),
+        // The reader went away between open and write.
+        Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Ok(Sent::NotListening),
+        Err(e) => Err(sys("write to", fifo, e)),
+    }
 }
 
 /// `s6-svc -<cmds> dir`. Not supervised → exit 1 naming the directory.

@@ -30,6 +30,7 @@ use crate::procfs;
 use crate::profile::{Config, DEFAULT};
 use crate::state::{self, State};
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -319,23 +320,22 @@ fn carry_out(w: &Watch, m: &crate::marker::Marker) -> bool {
 /// inotify on the home directory: the rename that publishes the state file,
 /// SOUL.md or the directory itself going away.
 struct Inotify {
-    fd: i32,
+    /// None when inotify could not be had: the watcher then ticks.
+    fd: Option<OwnedFd>,
     /// The watched directory itself was deleted or moved.
     home_gone: bool,
 }
 
 impl Inotify {
     fn new(dir: &Path) -> Inotify {
-        // SAFETY: inotify_init1/add_watch take a flag word and a C string.
-        unsafe {
-            let none = Inotify {
-                fd: -1,
-                home_gone: false,
-            };
-            let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-                return none;
-            };
-            let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
+        let fd = CString::new(dir.as_os_str().as_bytes()).ok().and_then(|c| {
+            // SAFETY: a flag word; the fd is fresh and ours alone.
+            let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+            if fd < 0 {
+                return None;
+            }
+            // SAFETY: (as above)
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             let mask = libc::IN_MOVED_TO
                 | libc::IN_DELETE
                 | libc::IN_MOVED_FROM
@@ -343,29 +343,27 @@ impl Inotify {
                 | libc::IN_MOVE_SELF
                 | libc::IN_ONLYDIR
                 | libc::IN_DONT_FOLLOW;
-            if fd >= 0 && libc::inotify_add_watch(fd, c.as_ptr(), mask) < 0 {
-                libc::close(fd);
-                return none;
-            }
-            Inotify {
-                fd,
-                home_gone: false,
-            }
+            // SAFETY: an open inotify fd and a valid C string.
+            (unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) } >= 0).then_some(fd)
+        });
+        Inotify {
+            fd,
+            home_gone: false,
         }
     }
 
     fn ok(&self) -> bool {
-        self.fd >= 0
+        self.fd.is_some()
     }
 
     /// Sleep until an event or `ms`, then drain the queue (the caller re-reads).
     fn wait(&mut self, ms: i32) {
-        if !self.ok() {
+        let Some(fd) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
             std::thread::sleep(std::time::Duration::from_millis(ms as u64));
             return;
-        }
+        };
         let mut p = libc::pollfd {
-            fd: self.fd,
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
@@ -375,7 +373,7 @@ impl Inotify {
         unsafe {
             libc::poll(&mut p, 1, ms);
             loop {
-                let n = libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len());
+                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
                 if n <= 0 {
                     break;
                 }
@@ -391,15 +389,6 @@ impl Inotify {
                     off += hdr + ev.len as usize;
                 }
             }
-        }
-    }
-}
-
-impl Drop for Inotify {
-    fn drop(&mut self) {
-        if self.fd >= 0 {
-            // SAFETY: our own fd, closed once.
-            unsafe { libc::close(self.fd) };
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::ready::{self, Readiness};
 use crate::svstat;
 use std::ffi::CString;
 use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -272,15 +274,8 @@ fn umask() -> u32 {
 /// `*at` calls relative to it (shorter path walks, and no extra fcntl that
 /// musl's open(2) adds for O_CLOEXEC), and never through a symlink.
 struct Dir {
-    fd: i32,
+    fd: OwnedFd,
     path: PathBuf,
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        // SAFETY: fd is ours and still open.
-        unsafe { libc::close(self.fd) };
-    }
 }
 
 fn cname(path: &Path, name: &str) -> Result<CString> {
@@ -330,9 +325,17 @@ impl Dir {
         if fd < 0 {
             return Err(last_err("open", &path));
         }
-        let d = Dir { fd, path };
+        // SAFETY: a fresh fd, ours alone.
+        let d = Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path,
+        };
         d.fix_mode(mode, true)?;
         Ok(d)
+    }
+
+    fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
     }
 
     /// mkdir(2) drops the umask's bits and, on Linux, setgid/sticky: put
@@ -341,7 +344,7 @@ impl Dir {
     fn fix_mode(&self, mode: u32, dir: bool) -> Result<()> {
         if mode & umask() != 0 || (dir && mode & 0o7000 != 0) {
             // SAFETY: fd is open.
-            if unsafe { libc::fchmod(self.fd, mode as libc::mode_t) } != 0 {
+            if unsafe { libc::fchmod(self.raw(), mode as libc::mode_t) } != 0 {
                 return Err(last_err("chmod", &self.path));
             }
         }
@@ -353,12 +356,12 @@ impl Dir {
     fn mkdir(&self, name: &str, mode: u32) -> Result<()> {
         let c = cname(&self.path, name)?;
         // SAFETY: fd is open, c is valid.
-        if unsafe { libc::mkdirat(self.fd, c.as_ptr(), mode as libc::mode_t) } != 0 {
+        if unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode as libc::mode_t) } != 0 {
             return Err(last_err("mkdir", &self.path.join(name)));
         }
         if mode & umask() != 0 || mode & 0o7000 != 0 {
             // SAFETY: as above; we just made it (no link can be there).
-            if unsafe { libc::fchmodat(self.fd, c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
+            if unsafe { libc::fchmodat(self.raw(), c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
                 return Err(last_err("chmod", &self.path.join(name)));
             }
         }
@@ -368,7 +371,7 @@ impl Dir {
     /// Open the subdirectory `name` made with [`Dir::mkdir`].
     fn open_sub(&self, name: &str) -> Result<Dir> {
         let c = cname(&self.path, name)?;
-        Dir::open_at(self.fd, &c, self.path.join(name), 0o755)
+        Dir::open_at(self.raw(), &c, self.path.join(name), 0o755)
     }
 
     /// `name` inside: a hard link to the file `src` (same filesystem: the
@@ -378,7 +381,7 @@ impl Dir {
         let sc = CString::new(src.as_os_str().as_bytes())
             .map_err(|_| Error::Usage(format!("bad path {}", src.display())))?;
         // SAFETY: fd is open, both strings are valid; flags 0: never follows a link.
-        if unsafe { libc::linkat(libc::AT_FDCWD, sc.as_ptr(), self.fd, c.as_ptr(), 0) } != 0 {
+        if unsafe { libc::linkat(libc::AT_FDCWD, sc.as_ptr(), self.raw(), c.as_ptr(), 0) } != 0 {
             return Err(last_err("link", &self.path.join(name)));
         }
         Ok(())
@@ -388,10 +391,10 @@ impl Dir {
         let c = cname(&self.path, name)?;
         let path = self.path.join(name);
         // SAFETY: fd is open, c is valid.
-        if unsafe { libc::mkdirat(self.fd, c.as_ptr(), mode as libc::mode_t) } != 0 {
+        if unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode as libc::mode_t) } != 0 {
             return Err(last_err("mkdir", &path));
         }
-        Dir::open_at(self.fd, &c, path, mode)
+        Dir::open_at(self.raw(), &c, path, mode)
     }
 
     /// Create `name` (it must not exist) holding `data`.
@@ -400,7 +403,7 @@ impl Dir {
         // SAFETY: fd is open, c is valid.
         let fd = unsafe {
             libc::openat(
-                self.fd,
+                self.raw(),
                 c.as_ptr(),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 mode as libc::c_uint,
@@ -409,23 +412,14 @@ impl Dir {
         if fd < 0 {
             return Err(last_err("create", &self.path.join(name)));
         }
+        let path = self.path.join(name);
+        // SAFETY: a fresh fd, ours alone.
+        let mut file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.write_all(data).map_err(|e| sys("write", &path, e))?;
         let f = Dir {
-            fd,
-            path: self.path.join(name),
+            fd: OwnedFd::from(file),
+            path,
         };
-        let mut off = 0;
-        while off < data.len() {
-            // SAFETY: the range is inside data.
-            let n = unsafe { libc::write(f.fd, data[off..].as_ptr().cast(), data.len() - off) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(sys("write", &f.path, e));
-            }
-            off += n as usize;
-        }
         f.fix_mode(mode, false)
     }
 
@@ -433,12 +427,12 @@ impl Dir {
         let c = cname(&self.path, name)?;
         let path = self.path.join(name);
         // SAFETY: fd is open, c is valid.
-        if unsafe { libc::mkfifoat(self.fd, c.as_ptr(), mode as libc::mode_t) } != 0 {
+        if unsafe { libc::mkfifoat(self.raw(), c.as_ptr(), mode as libc::mode_t) } != 0 {
             return Err(last_err("mkfifo", &path));
         }
         if mode & umask() != 0 {
             // SAFETY: as above; no AT_SYMLINK_NOFOLLOW needed, we just made it.
-            if unsafe { libc::fchmodat(self.fd, c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
+            if unsafe { libc::fchmodat(self.raw(), c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
                 return Err(last_err("chmod", &path));
             }
         }
@@ -467,7 +461,8 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         return Err(last_err("open", parent));
     }
     Dir {
-        fd,
+        // SAFETY: a fresh fd, ours alone.
+        fd: unsafe { OwnedFd::from_raw_fd(fd) },
         path: parent.to_path_buf(),
     }
     .file(name, data, mode)
