@@ -3,16 +3,7 @@
 
 /// Now, from CLOCK_REALTIME: (seconds since the epoch, nanoseconds).
 pub fn now() -> (i64, u32) {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec; CLOCK_REALTIME always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    // time_t is 32-bit on some targets, hence the conversion
-    #[allow(clippy::useless_conversion)]
-    let secs = i64::from(ts.tv_sec);
-    (secs, ts.tv_nsec as u32)
+    crate::sys::realtime()
 }
 
 /// Seconds since the epoch, now.

@@ -6,10 +6,7 @@
 //! exit 1 "not supervised" on every version.
 
 use crate::error::{refused, sys, Error, Result};
-use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,24 +21,16 @@ pub enum Sent {
 /// Write `cmds` to the FIFO at `fifo`. Never blocks, never follows a
 /// symlink, refuses anything that is not a FIFO.
 pub fn write_fifo(fifo: &Path, cmds: &str) -> Result<Sent> {
-    let c = CString::new(fifo.as_os_str().as_bytes())
+    let c = crate::sys::cpath(fifo)
         .map_err(|_| Error::Usage(format!("bad path {}", fifo.display())))?;
-    // SAFETY: valid C string; flags are plain constants.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
+    let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW;
+    let mut f = match crate::sys::openat(crate::sys::At::Cwd, &c, flags, 0) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENOENT)) => {
+            return Ok(Sent::NotListening)
+        }
+        Err(e) => return Err(sys("open", fifo, e)),
     };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENXIO) | Some(libc::ENOENT) => Ok(Sent::NotListening),
-            _ => Err(sys("open", fifo, e)),
-        };
-    }
-    // SAFETY: a fresh fd, ours alone (closed when `f` goes).
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let st = f.metadata().map_err(|e| sys("stat", fifo, e))?;
     if !st.file_type().is_fifo() {
         return Err(crate::error::Error::System(format!(
@@ -95,6 +84,8 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> Result<bool>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
 
     fn tmpdir(tag: &str) -> std::path::PathBuf {
         let d =

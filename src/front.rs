@@ -356,10 +356,7 @@ fn run_in_foreground(cfg: &Config, p: &Profile) -> Result<i32> {
         "→ the '{}' gateway runs under s6 supervision (hermes-s6 status {}); this process only keeps the container alive. Use --no-supervise (or HERMES_GATEWAY_NO_SUPERVISE=1) to run it in the foreground instead.",
         p, p
     );
-    loop {
-        // SAFETY: pause has no preconditions; SIGTERM's default action ends us.
-        unsafe { libc::pause() };
-    }
+    crate::sys::pause_forever()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,33 +34,15 @@ fn refuse(verb: &str, path: &Path, why: &str) -> Error {
     Error::System(format!("refusing to {} {}: {}", verb, path.display(), why))
 }
 
-fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
-}
+use crate::sys::{self, cpath, At};
 
 /// open(2) with raw flags (std cannot create a file opened read-only).
-pub(crate) fn open_raw(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
-    let c = cpath(path)?;
-    // SAFETY: valid NUL-terminated path; the fd is owned by the File from here on.
-    // openat, not open: musl's open(2) adds an fcntl(F_SETFD) for O_CLOEXEC
-    let fd = unsafe {
-        libc::openat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    Ok(unsafe { File::from_raw_fd(fd) })
+pub(crate) fn open_raw(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    sys::openat(At::Cwd, &cpath(path)?, flags, mode).map(File::from)
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    sys::geteuid() == 0
 }
 
 fn dir_and_name(path: &Path) -> Result<(&Path, &OsStr)> {
@@ -87,17 +69,7 @@ fn temp_prefix(name: &OsStr) -> Vec<u8> {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if p <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence.
-    if unsafe { libc::kill(p, 0) } == 0 {
-        return true;
-    }
-    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    sys::exists(pid)
 }
 
 /// Remove other writers' leftover temp files for this target: writer dead, or older than
@@ -311,11 +283,9 @@ fn lock(path: &Path, how: libc::c_int) -> Result<Lock> {
     let start = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(1);
     loop {
-        // SAFETY: valid fd.
-        if unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) } == 0 {
+        let Err(e) = sys::flock(f.as_fd(), how | libc::LOCK_NB) else {
             return Ok(Lock { _file: f });
-        }
-        let e = io::Error::last_os_error();
+        };
         match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
             _ => return Err(sys("lock", path, e)),
@@ -346,11 +316,9 @@ pub fn try_lock(path: &Path, create: bool) -> Result<Option<File>> {
     let create = if create { libc::O_CREAT } else { 0 };
     let (f, _) = open_lock_file(path, libc::O_RDWR | create)?;
     loop {
-        // SAFETY: valid fd.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        let Err(e) = sys::flock(f.as_fd(), libc::LOCK_EX | libc::LOCK_NB) else {
             return Ok(Some(f));
-        }
-        let e = io::Error::last_os_error();
+        };
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EWOULDBLOCK) => return Ok(None),
@@ -361,14 +329,12 @@ pub fn try_lock(path: &Path, create: bool) -> Result<Option<File>> {
 
 /// Let `f` survive an exec (the lease the gateway must hold itself).
 pub fn clear_cloexec(f: &File) -> Result<()> {
-    // SAFETY: F_SETFD on a valid fd.
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
-        return Err(Error::System(format!(
+    sys::set_cloexec(f.as_fd(), false).map_err(|e| {
+        Error::System(format!(
             "unable to keep the lease across exec: {}",
-            crate::error::os_text(&io::Error::last_os_error())
-        )));
-    }
-    Ok(())
+            crate::error::os_text(&e)
+        ))
+    })
 }
 
 /// Remove everything inside the directory `top` (not `top` itself), holding
@@ -379,33 +345,14 @@ pub fn clear_cloexec(f: &File) -> Result<()> {
 /// or when `budget` is spent (Err TimedOut). For trees the caller's own user
 /// built; root never walks one (init-scandir moves it aside instead).
 pub fn clear_dir(top: &Path, budget: std::time::Duration) -> io::Result<()> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    use std::os::fd::OwnedFd;
     let deadline = std::time::Instant::now() + budget;
     let openat = |dir: &OwnedFd, name: &std::ffi::CStr| -> io::Result<OwnedFd> {
-        // SAFETY: valid dirfd and NUL-terminated name; the new fd is owned.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDONLY
-                    | libc::O_DIRECTORY
-                    | libc::O_NOFOLLOW
-                    | libc::O_CLOEXEC
-                    | libc::O_NONBLOCK,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by openat and is owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        sys::openat(At::Dir(dir.as_fd()), name, flags, 0)
     };
-    let unlinkat = |dir: &OwnedFd, name: &std::ffi::CStr, flags: libc::c_int| -> io::Result<()> {
-        // SAFETY: valid dirfd and NUL-terminated name.
-        if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    let unlinkat = |dir: &OwnedFd, name: &std::ffi::CStr, flags: libc::c_int| {
+        sys::unlinkat(At::Dir(dir.as_fd()), name, flags)
     };
     let mut dir = OwnedFd::from(open_raw(
         top,
@@ -460,62 +407,17 @@ fn read_some(
     dir: &std::os::fd::OwnedFd,
     max: usize,
 ) -> io::Result<(Vec<CString>, Option<CString>)> {
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: dup of a valid fd; fdopendir takes ownership of the copy and
-    // closedir closes it; readdir's entries are copied out before closedir.
-    unsafe {
-        let fd = libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+    let (mut files, mut sub) = (Vec::new(), None);
+    sys::read_dir_at(dir.as_fd(), |name, is_dir| {
+        if is_dir {
+            sub = Some(name.to_owned());
+        } else {
+            files.push(name.to_owned());
         }
-        // the copy shares the offset: start from the top (entries were removed)
-        libc::lseek(fd, 0, libc::SEEK_SET);
-        let d = libc::fdopendir(fd);
-        if d.is_null() {
-            let e = io::Error::last_os_error();
-            libc::close(fd);
-            return Err(e);
-        }
-        let (mut files, mut sub) = (Vec::new(), None);
-        loop {
-            let ent = libc::readdir(d);
-            if ent.is_null() {
-                break;
-            }
-            let name = std::ffi::CStr::from_ptr((*ent).d_name.as_ptr());
-            let b = name.to_bytes();
-            if b == b"." || b == b".." {
-                continue;
-            }
-            let is_dir = match (*ent).d_type {
-                libc::DT_DIR => true,
-                libc::DT_UNKNOWN => {
-                    let mut st: libc::stat = std::mem::zeroed();
-                    libc::fstatat(
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                        &mut st,
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    ) == 0
-                        && st.st_mode & libc::S_IFMT == libc::S_IFDIR
-                }
-                _ => false,
-            };
-            if is_dir {
-                if sub.is_none() {
-                    sub = Some(name.to_owned());
-                }
-            } else {
-                files.push(name.to_owned());
-            }
-            // descend at once: the files after it go when we are back
-            if files.len() >= max || sub.is_some() {
-                break;
-            }
-        }
-        libc::closedir(d);
-        Ok((files, sub))
-    }
+        // descend at once: the files after it go when we are back
+        files.len() < max && sub.is_none()
+    })?;
+    Ok((files, sub))
 }
 
 /// How long [`lock_exclusive`] waits, in ms: the command's `--timeout` when it
@@ -578,6 +480,7 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::os::unix::io::{AsRawFd, FromRawFd};
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -190,8 +190,8 @@ pub fn take_after_death(home: &Path) -> Result<Option<Lease>> {
         left
     ));
     for pid in &left {
-        // SAFETY: kill(2) of one process, > 1, found holding our own lease.
-        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        // one process, > 1, found holding our own lease
+        let _ = crate::sys::kill(*pid, libc::SIGKILL);
     }
     let until = std::time::Instant::now() + Duration::from_secs(2);
     loop {

@@ -414,12 +414,8 @@ fn lived_secs(start_ticks: u64, now: i64) -> Option<i64> {
         .trim()
         .parse()
         .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz <= 0 {
-        return None;
-    }
-    let started = btime + (start_ticks / hz as u64) as i64;
+    let hz = crate::sys::clk_tck()?;
+    let started = btime + (start_ticks / hz) as i64;
     Some(now - started)
 }
 

@@ -396,53 +396,25 @@ pub fn resolve_user(spec: &str, etc: &Path) -> Result<(u32, u32)> {
     )))
 }
 
-fn last_os_error(what: &str, id: u32) -> Error {
-    let e = io::Error::last_os_error();
-    Error::System(format!(
-        "unable to {} {}: {}",
-        what,
-        id,
-        crate::error::os_text(&e)
-    ))
-}
-
 /// When running as root, become the hermes user (groups, gid, then uid) and check it stuck.
 /// A no-op when not root, or when the target user is root itself.
 pub fn drop_privileges(cfg: &Config) -> Result<()> {
-    // SAFETY: geteuid never fails and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
+    if crate::sys::geteuid() != 0 {
         return Ok(());
     }
     let (uid, gid) = resolve_user(&cfg.user, Path::new("/etc"))?;
     if uid == 0 {
         return Ok(());
     }
-    let groups = [gid as libc::gid_t];
-    // SAFETY: plain syscalls; `groups` outlives the setgroups call.
-    unsafe {
-        if libc::setgroups(1, groups.as_ptr()) != 0 {
-            return Err(last_os_error("setgroups to", gid));
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(last_os_error("setgid to", gid));
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(last_os_error("setuid to", uid));
-        }
-        // A partial drop must never go unnoticed: real and effective ids, and no way back.
-        if libc::getuid() != uid
-            || libc::geteuid() != uid
-            || libc::getgid() != gid
-            || libc::getegid() != gid
-            || libc::setuid(0) == 0
-        {
-            return Err(Error::System(format!(
-                "unable to drop privileges to {}:{}",
-                uid, gid
-            )));
-        }
-    }
-    Ok(())
+    // A partial drop must never go unnoticed (sys::become_user checks it stuck).
+    crate::sys::become_user(uid, gid).map_err(|(what, id, e)| {
+        Error::System(format!(
+            "unable to {} {}: {}",
+            what,
+            id,
+            crate::error::os_text(&e)
+        ))
+    })
 }
 
 #[cfg(test)]

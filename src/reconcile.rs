@@ -438,8 +438,7 @@ pub fn clear_retired(cfg: &Config) {
     let Ok(rd) = fs::read_dir(&old) else {
         return;
     };
-    // SAFETY: getuid has no preconditions.
-    let me = unsafe { libc::getuid() };
+    let me = crate::sys::getuid();
     let mine: Vec<std::path::PathBuf> = rd
         .flatten()
         .filter(|e| {

@@ -18,7 +18,7 @@ use crate::error::{refused, sys, Error, Result};
 use std::fs;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -488,15 +488,7 @@ pub fn is_supervised(svc_dir: &Path) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(sys("check", &lock, e)),
     };
-    // SAFETY: flock is plain data; zeroed is a valid value, then the fields s6 sets.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_RDLCK as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    // SAFETY: valid fd owned by `f`, valid pointer to a flock.
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) } == -1 {
-        return Err(sys("check", &lock, io::Error::last_os_error()));
-    }
-    Ok(fl.l_type != libc::F_UNLCK as _)
+    crate::sys::read_locked_elsewhere(f.as_fd()).map_err(|e| sys("check", &lock, e))
 }
 
 /// `svc_dir/down` absent (s6 uses access(F_OK): a dangling symlink counts as

@@ -1,0 +1,357 @@
+//! The system calls std does not offer, in one place: each a safe function
+//! on `OwnedFd` / `BorrowedFd` and C strings, errors as `io::Error` (errno).
+//! The rest of the crate holds no `unsafe` of its own: whatever a call
+//! requires is checked here, once.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Where a name is looked up: the working directory or an open directory.
+#[derive(Clone, Copy)]
+pub enum At<'a> {
+    Cwd,
+    Dir(BorrowedFd<'a>),
+}
+
+impl At<'_> {
+    fn raw(self) -> libc::c_int {
+        match self {
+            At::Cwd => libc::AT_FDCWD,
+            At::Dir(d) => d.as_raw_fd(),
+        }
+    }
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A path as a C string (a NUL inside is EINVAL).
+pub fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+/// openat(2), always close-on-exec. (openat even for paths: musl's open(2)
+/// adds an fcntl(F_SETFD) for O_CLOEXEC.)
+pub fn openat(at: At, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+    // SAFETY: valid dirfd (or AT_FDCWD) and NUL-terminated name.
+    let fd = check(unsafe {
+        libc::openat(
+            at.raw(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn mkdirat(at: At, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: valid dirfd and name.
+    check(unsafe { libc::mkdirat(at.raw(), name.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+pub fn mkfifoat(at: At, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: valid dirfd and name.
+    check(unsafe { libc::mkfifoat(at.raw(), name.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+/// fchmodat(2), following nothing it is not told to (flags 0: the callers
+/// just made the entry, no link can be there).
+pub fn fchmodat(at: At, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: valid dirfd and name.
+    check(unsafe { libc::fchmodat(at.raw(), name.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
+}
+
+pub fn fchmod(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    // SAFETY: valid fd.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+}
+
+/// A hard link; flags 0: a symlink at `old` is linked, never followed.
+pub fn linkat(from: At, old: &CStr, to: At, new: &CStr) -> io::Result<()> {
+    // SAFETY: valid dirfds and names.
+    check(unsafe { libc::linkat(from.raw(), old.as_ptr(), to.raw(), new.as_ptr(), 0) }).map(drop)
+}
+
+pub fn unlinkat(at: At, name: &CStr, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: valid dirfd and name.
+    check(unsafe { libc::unlinkat(at.raw(), name.as_ptr(), flags) }).map(drop)
+}
+
+/// access(2): may this user do `mode` on `path`?
+pub fn access(path: &CStr, mode: libc::c_int) -> bool {
+    // SAFETY: valid C string.
+    unsafe { libc::access(path.as_ptr(), mode) == 0 }
+}
+
+/// The process's umask (set to 0 and back: read it before threads start).
+pub fn umask() -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe {
+        let m = libc::umask(0);
+        libc::umask(m);
+        m as u32
+    }
+}
+
+/// flock(2) with `op` (LOCK_NB included by the caller when wanted).
+pub fn flock(fd: BorrowedFd, op: libc::c_int) -> io::Result<()> {
+    // SAFETY: valid fd.
+    check(unsafe { libc::flock(fd.as_raw_fd(), op) }).map(drop)
+}
+
+/// Keep `fd` open across exec (or not).
+pub fn set_cloexec(fd: BorrowedFd, on: bool) -> io::Result<()> {
+    let v = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: F_SETFD on a valid fd.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, v) }).map(drop)
+}
+
+/// Would a read lock on the whole file conflict with a POSIX lock somebody
+/// holds (F_GETLK)? s6-supervise holds one on `supervise/lock`.
+pub fn read_locked_elsewhere(fd: BorrowedFd) -> io::Result<bool> {
+    // SAFETY: flock is plain data; zeroed is a valid value, then the fields set.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_RDLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: valid fd, valid pointer to a flock.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as _)
+}
+
+/// One directory's entries, read through a copy of `dir` from its start:
+/// `(name, is_dir)` for each, `.`/`..` left out, until `more` says stop. The
+/// type comes from d_type, else fstatat without following links.
+pub fn read_dir_at(
+    dir: BorrowedFd,
+    mut more: impl FnMut(&CStr, bool) -> bool,
+) -> io::Result<()> {
+    // SAFETY: dup of a valid fd; fdopendir takes ownership of the copy and
+    // closedir closes it; each entry is used before the next readdir.
+    unsafe {
+        let fd = check(libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0))?;
+        // the copy shares the offset: start from the top (entries were removed)
+        libc::lseek(fd, 0, libc::SEEK_SET);
+        let d = libc::fdopendir(fd);
+        if d.is_null() {
+            let e = io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        loop {
+            let ent = libc::readdir(d);
+            if ent.is_null() {
+                break;
+            }
+            let name = CStr::from_ptr((*ent).d_name.as_ptr());
+            let b = name.to_bytes();
+            if b == b"." || b == b".." {
+                continue;
+            }
+            let is_dir = match (*ent).d_type {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => {
+                    let mut st: libc::stat = std::mem::zeroed();
+                    libc::fstatat(
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        &mut st,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    ) == 0
+                        && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                }
+                _ => false,
+            };
+            if !more(name, is_dir) {
+                break;
+            }
+        }
+        libc::closedir(d);
+        Ok(())
+    }
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+pub fn getuid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Become `uid:gid` for good (supplementary groups: just `gid`). Which step
+/// failed is said with the error; a partial drop is an error too.
+pub fn become_user(uid: u32, gid: u32) -> Result<(), (&'static str, u32, io::Error)> {
+    let groups = [gid as libc::gid_t];
+    // SAFETY: plain syscalls; `groups` outlives the setgroups call.
+    unsafe {
+        if libc::setgroups(1, groups.as_ptr()) != 0 {
+            return Err(("setgroups to", gid, io::Error::last_os_error()));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(("setgid to", gid, io::Error::last_os_error()));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(("setuid to", uid, io::Error::last_os_error()));
+        }
+        // real and effective ids, and no way back
+        if libc::getuid() != uid
+            || libc::geteuid() != uid
+            || libc::getgid() != gid
+            || libc::getegid() != gid
+            || libc::setuid(0) == 0
+        {
+            return Err(("drop privileges to", uid, io::ErrorKind::PermissionDenied.into()));
+        }
+    }
+    Ok(())
+}
+
+/// kill(2) of one process (`pid` > 1: never a group, never everybody).
+pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let p = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    // SAFETY: a signal to one process.
+    check(unsafe { libc::kill(p, sig) }).map(drop)
+}
+
+/// Does process `pid` exist (signal 0; one of another user's counts)?
+pub fn exists(pid: u32) -> bool {
+    let Some(p) = libc::pid_t::try_from(pid).ok().filter(|&p| p > 0) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence.
+    check(unsafe { libc::kill(p, 0) })
+        .map_or_else(|e| e.raw_os_error() == Some(libc::EPERM), |_| true)
+}
+
+/// CLOCK_REALTIME: seconds and nanoseconds since the epoch.
+pub fn realtime() -> (i64, u32) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    // time_t is 32-bit on some targets, hence the conversion
+    #[allow(clippy::useless_conversion)]
+    let secs = i64::from(ts.tv_sec);
+    (secs, ts.tv_nsec as u32)
+}
+
+/// Clock ticks per second (/proc/PID/stat's unit).
+pub fn clk_tck() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0)
+}
+
+/// Sleep until a signal ends the process.
+pub fn pause_forever() -> ! {
+    loop {
+        // SAFETY: pause has no preconditions; SIGTERM's default action ends us.
+        unsafe { libc::pause() };
+    }
+}
+
+/// An inotify fd watching `dir` for `mask` (non-blocking, close-on-exec).
+pub fn inotify_watch(dir: &CStr, mask: u32) -> io::Result<OwnedFd> {
+    // SAFETY: a flag word; the fd is fresh and ours alone.
+    let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+    // SAFETY: (as above)
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an open inotify fd and a valid C string.
+    check(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), dir.as_ptr(), mask) })?;
+    Ok(fd)
+}
+
+/// Wait up to `ms` for `fd` to be readable.
+pub fn poll_in(fd: BorrowedFd, ms: i32) {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
+/// read(2) once.
+pub fn read(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: a buffer of its own length.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// The fds this process inherited to pass on and must now let go of (a
+/// forked child's copy of its parent's lease or notification fd): they
+/// are not owned by any value here, so closing them is this call's job.
+pub fn close_inherited(fd: RawFd) {
+    // SAFETY: the caller names an fd it holds and nothing else uses.
+    unsafe { libc::close(fd) };
+}
+
+/// One write of `b` to an inherited fd (see [`close_inherited`]).
+pub fn write_inherited(fd: RawFd, b: &[u8]) -> io::Result<usize> {
+    // SAFETY: a buffer of its own length.
+    let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Point `fds` at /dev/null and leave the working directory: a detached
+/// process must not hold its starter's pipes open (whoever reads them to EOF
+/// would wait for it) nor a directory busy.
+pub fn to_dev_null(fds: &[RawFd]) {
+    // SAFETY: plain fd syscalls on fds this process owns.
+    unsafe {
+        let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            for &fd in fds {
+                libc::dup2(null, fd);
+            }
+            libc::close(null);
+        }
+        libc::chdir(b"/\0".as_ptr().cast());
+    }
+}
+
+/// Run `f` in a process of its own (double fork, new session): nobody's
+/// child but init's, so the caller — about to exec a gateway, or a boot step
+/// — never sees a SIGCHLD or a zombie it did not make, and never waits for
+/// it. False when a fork failed. Call it while the process has one thread.
+pub fn detach(f: impl FnOnce()) -> bool {
+    // SAFETY: the callers are single-threaded; the children run `f` and
+    // _exit, never returning into the caller's code.
+    unsafe {
+        match libc::fork() {
+            -1 => false,
+            0 => match libc::fork() {
+                0 => {
+                    libc::setsid();
+                    f();
+                    libc::_exit(0);
+                }
+                -1 => libc::_exit(1),
+                _ => libc::_exit(0),
+            },
+            child => {
+                let mut st = 0;
+                libc::waitpid(child, &mut st, 0);
+                st == 0
+            }
+        }
+    }
+}
