@@ -29,9 +29,8 @@ use crate::fsutil;
 use crate::procfs;
 use crate::profile::{Config, DEFAULT};
 use crate::state::{self, State};
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use crate::sys;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// How `--wait`, s6's ready flag and the crash-loop rule learn that a gateway
@@ -143,10 +142,10 @@ pub struct Watch<'a> {
 pub fn spawn_watcher(w: &Watch) {
     let pid = std::process::id();
     let start = procfs::start_time(pid).ok();
-    let spawned = detach(|| {
+    let spawned = sys::detach(|| {
         if let Some(fd) = w.lease_fd {
-            // SAFETY: our copy of the lease's fd: the gateway's to hold, not ours.
-            unsafe { libc::close(fd) };
+            // our copy of the lease's fd: the gateway's to hold, not ours
+            sys::close_inherited(fd);
         }
         watch(w, pid, start);
     });
@@ -156,56 +155,8 @@ pub fn spawn_watcher(w: &Watch) {
         ));
     }
     if let Some(fd) = w.notify {
-        // SAFETY: the notification fd is the watcher's from here on.
-        unsafe { libc::close(fd) };
-    }
-}
-
-/// Point `fds` at /dev/null and leave the working directory: a detached
-/// process must not hold its starter's pipes open (whoever reads them to EOF
-/// would wait for it) nor a directory busy.
-pub(crate) fn to_dev_null(fds: &[i32]) {
-    // SAFETY: plain fd syscalls on fds this process owns.
-    unsafe {
-        let null = libc::open(
-            b"/dev/null\0".as_ptr().cast(),
-            libc::O_RDWR | libc::O_CLOEXEC,
-        );
-        if null >= 0 {
-            for &fd in fds {
-                libc::dup2(null, fd);
-            }
-            libc::close(null);
-        }
-        libc::chdir(b"/\0".as_ptr().cast());
-    }
-}
-
-/// Run `f` in a process of its own (double fork, new session): nobody's
-/// child but init's, so the caller — about to exec a gateway, or a boot step
-/// — never sees a SIGCHLD or a zombie it did not make, and never waits for
-/// it. False when a fork failed.
-pub(crate) fn detach(f: impl FnOnce()) -> bool {
-    // SAFETY: the callers are single-threaded; the children run `f` and
-    // _exit, never returning into the caller's code.
-    unsafe {
-        match libc::fork() {
-            -1 => false,
-            0 => match libc::fork() {
-                0 => {
-                    libc::setsid();
-                    f();
-                    libc::_exit(0);
-                }
-                -1 => libc::_exit(1),
-                _ => libc::_exit(0),
-            },
-            child => {
-                let mut st = 0;
-                libc::waitpid(child, &mut st, 0);
-                st == 0
-            }
-        }
+        // the notification fd is the watcher's from here on
+        sys::close_inherited(fd);
     }
 }
 
@@ -215,7 +166,7 @@ fn watch(w: &Watch, pid: u32, start: Option<u64>) {
     let mut notify = w.notify;
     let mut asked = false;
     // stderr stays: the watcher's few lines belong in the gateway's log
-    to_dev_null(&[0, 1]);
+    sys::to_dev_null(&[0, 1]);
     let mut ino = Inotify::new(&home);
     loop {
         // First: a dead gateway's pid in the state file (finish leaves it
@@ -228,11 +179,9 @@ fn watch(w: &Watch, pid: u32, start: Option<u64>) {
             if let Err(e) = fsutil::write_atomic(&path(w.slot), line(pid).as_bytes(), 0o644) {
                 crate::error::warn(e);
             }
-            // SAFETY: one byte to the notification pipe, then our end of it closed.
-            unsafe {
-                libc::write(fd, b"\n".as_ptr().cast(), 1);
-                libc::close(fd);
-            }
+            // one byte to the notification pipe, then our end of it closed
+            let _ = sys::write_inherited(fd, b"\n");
+            sys::close_inherited(fd);
             notify = None;
         }
         if !asked {
@@ -328,26 +277,17 @@ struct Inotify {
 
 impl Inotify {
     fn new(dir: &Path) -> Inotify {
-        let fd = CString::new(dir.as_os_str().as_bytes()).ok().and_then(|c| {
-            // SAFETY: a flag word; the fd is fresh and ours alone.
-            let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-            if fd < 0 {
-                return None;
-            }
-            // SAFETY: (as above)
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let mask = libc::IN_MOVED_TO
-                | libc::IN_DELETE
-                | libc::IN_MOVED_FROM
-                | libc::IN_DELETE_SELF
-                | libc::IN_MOVE_SELF
-                | libc::IN_ONLYDIR
-                | libc::IN_DONT_FOLLOW;
-            // SAFETY: an open inotify fd and a valid C string.
-            (unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) } >= 0).then_some(fd)
-        });
+        let mask = libc::IN_MOVED_TO
+            | libc::IN_DELETE
+            | libc::IN_MOVED_FROM
+            | libc::IN_DELETE_SELF
+            | libc::IN_MOVE_SELF
+            | libc::IN_ONLYDIR
+            | libc::IN_DONT_FOLLOW;
         Inotify {
-            fd,
+            fd: sys::cpath(dir)
+                .and_then(|c| sys::inotify_watch(&c, mask))
+                .ok(),
             home_gone: false,
         }
     }
@@ -358,36 +298,26 @@ impl Inotify {
 
     /// Sleep until an event or `ms`, then drain the queue (the caller re-reads).
     fn wait(&mut self, ms: i32) {
-        let Some(fd) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
+        let Some(fd) = self.fd.as_ref().map(|f| f.as_fd()) else {
             std::thread::sleep(std::time::Duration::from_millis(ms as u64));
             return;
         };
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        sys::poll_in(fd, ms);
         let mut buf = [0u8; 4096];
-        // SAFETY: one pollfd; read into a local buffer of its own size; the
-        // event headers are read unaligned from it.
-        unsafe {
-            libc::poll(&mut p, 1, ms);
-            loop {
-                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-                if n <= 0 {
-                    break;
+        let hdr = std::mem::size_of::<libc::inotify_event>();
+        while let Ok(n @ 1..) = sys::read(fd, &mut buf) {
+            let mut off = 0usize;
+            while off + hdr <= n {
+                // the fixed part of one event; its name (len bytes) follows
+                let word = |at: usize| {
+                    let b = &buf[off + at..off + at + 4];
+                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+                };
+                let (mask, len) = (word(4), word(12));
+                if mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED) != 0 {
+                    self.home_gone = true;
                 }
-                let mut off = 0usize;
-                let hdr = std::mem::size_of::<libc::inotify_event>();
-                while off + hdr <= n as usize {
-                    let ev: libc::inotify_event =
-                        std::ptr::read_unaligned(buf.as_ptr().add(off).cast());
-                    if ev.mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED) != 0
-                    {
-                        self.home_gone = true;
-                    }
-                    off += hdr + ev.len as usize;
-                }
+                off += hdr + len as usize;
             }
         }
     }

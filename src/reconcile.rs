@@ -449,8 +449,8 @@ pub fn clear_retired(cfg: &Config) {
     if mine.is_empty() {
         return;
     }
-    crate::ready::detach(|| {
-        crate::ready::to_dev_null(&[0, 1, 2]);
+    crate::sys::detach(|| {
+        crate::sys::to_dev_null(&[0, 1, 2]);
         for dir in &mine {
             // best-effort: what is left is tried again at the next boot
             let _ = fsutil::clear_dir(dir, std::time::Duration::from_secs(60));

@@ -14,11 +14,11 @@ use crate::error::{refused, sys, warn, Error, Result};
 use crate::profile::{Config, Profile};
 use crate::ready::{self, Readiness};
 use crate::svstat;
-use std::ffi::CString;
+use crate::sys::{self, At};
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -102,11 +102,7 @@ pub fn lock_all(cfg: &Config) -> Result<Turn> {
 }
 
 fn writable(dir: &Path) -> bool {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: valid C string.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    sys::cpath(dir).is_ok_and(|c| sys::access(&c, libc::W_OK | libc::X_OK))
 }
 
 /// A held turn (see [`lock`], [`lock_all`]); dropping it lets go.
@@ -262,12 +258,7 @@ pub fn render(tpl: &str, cfg: &Config, exe: &str, with_contenv: &str) -> String 
 /// The process umask, read once (umask(2) can only be read by setting it).
 fn umask() -> u32 {
     static M: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    // SAFETY: umask has no preconditions; the old value is put back at once.
-    *M.get_or_init(|| unsafe {
-        let m = libc::umask(0o022);
-        libc::umask(m);
-        m as u32
-    })
+    *M.get_or_init(sys::umask)
 }
 
 /// A directory being built, held open: its entries are created with the
@@ -282,60 +273,34 @@ fn cname(path: &Path, name: &str) -> Result<CString> {
     CString::new(name).map_err(|_| Error::Usage(format!("bad name in {}", path.display())))
 }
 
-fn last_err(what: &str, path: &Path) -> Error {
-    sys(what, path, std::io::Error::last_os_error())
-}
-
 impl Dir {
     /// [`Dir::create`], None when `path` exists already.
     fn create_new(path: &Path, mode: u32) -> Result<Option<Dir>> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::Usage(format!("bad path {}", path.display())))?;
-        // SAFETY: valid C string.
-        if unsafe { libc::mkdir(c.as_ptr(), mode) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EEXIST) {
-                return Ok(None);
-            }
-            return Err(sys("mkdir", path, e));
+        let c = bad_path(path)?;
+        match sys::mkdirat(At::Cwd, &c, mode) {
+            Ok(()) => Dir::open_at(At::Cwd, &c, path.to_path_buf(), mode).map(Some),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(None),
+            Err(e) => Err(sys("mkdir", path, e)),
         }
-        Dir::open_at(libc::AT_FDCWD, &c, path.to_path_buf(), mode).map(Some)
     }
 
     /// mkdir `path` with `mode` and open it.
     fn create(path: &Path, mode: u32) -> Result<Dir> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::Usage(format!("bad path {}", path.display())))?;
-        // SAFETY: valid C string.
-        if unsafe { libc::mkdir(c.as_ptr(), mode) } != 0 {
-            return Err(last_err("mkdir", path));
-        }
-        Dir::open_at(libc::AT_FDCWD, &c, path.to_path_buf(), mode)
+        let c = bad_path(path)?;
+        sys::mkdirat(At::Cwd, &c, mode).map_err(|e| sys("mkdir", path, e))?;
+        Dir::open_at(At::Cwd, &c, path.to_path_buf(), mode)
     }
 
-    fn open_at(at: i32, c: &CString, path: PathBuf, mode: u32) -> Result<Dir> {
-        // SAFETY: valid C string; plain flags.
-        let fd = unsafe {
-            libc::openat(
-                at,
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(last_err("open", &path));
-        }
-        // SAFETY: a fresh fd, ours alone.
-        let d = Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            path,
-        };
+    fn open_at(at: At, c: &CStr, path: PathBuf, mode: u32) -> Result<Dir> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let fd = sys::openat(at, c, flags, 0).map_err(|e| sys("open", &path, e))?;
+        let d = Dir { fd, path };
         d.fix_mode(mode, true)?;
         Ok(d)
     }
 
-    fn raw(&self) -> i32 {
-        self.fd.as_raw_fd()
+    fn at(&self) -> At<'_> {
+        At::Dir(self.fd.as_fd())
     }
 
     /// mkdir(2) drops the umask's bits and, on Linux, setgid/sticky: put
@@ -343,10 +308,7 @@ impl Dir {
     /// reconcile's syscalls).
     fn fix_mode(&self, mode: u32, dir: bool) -> Result<()> {
         if mode & umask() != 0 || (dir && mode & 0o7000 != 0) {
-            // SAFETY: fd is open.
-            if unsafe { libc::fchmod(self.raw(), mode as libc::mode_t) } != 0 {
-                return Err(last_err("chmod", &self.path));
-            }
+            sys::fchmod(self.fd.as_fd(), mode).map_err(|e| sys("chmod", &self.path, e))?;
         }
         Ok(())
     }
@@ -355,15 +317,11 @@ impl Dir {
     /// `name/entry` paths relative to this directory).
     fn mkdir(&self, name: &str, mode: u32) -> Result<()> {
         let c = cname(&self.path, name)?;
-        // SAFETY: fd is open, c is valid.
-        if unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode as libc::mode_t) } != 0 {
-            return Err(last_err("mkdir", &self.path.join(name)));
-        }
+        let path = || self.path.join(name);
+        sys::mkdirat(self.at(), &c, mode).map_err(|e| sys("mkdir", &path(), e))?;
         if mode & umask() != 0 || mode & 0o7000 != 0 {
-            // SAFETY: as above; we just made it (no link can be there).
-            if unsafe { libc::fchmodat(self.raw(), c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
-                return Err(last_err("chmod", &self.path.join(name)));
-            }
+            // we just made it: no link can be there
+            sys::fchmodat(self.at(), &c, mode).map_err(|e| sys("chmod", &path(), e))?;
         }
         Ok(())
     }
@@ -371,50 +329,31 @@ impl Dir {
     /// Open the subdirectory `name` made with [`Dir::mkdir`].
     fn open_sub(&self, name: &str) -> Result<Dir> {
         let c = cname(&self.path, name)?;
-        Dir::open_at(self.raw(), &c, self.path.join(name), 0o755)
+        Dir::open_at(self.at(), &c, self.path.join(name), 0o755)
     }
 
     /// `name` inside: a hard link to the file `src` (same filesystem: the
     /// template lives in the scan directory too).
     fn hardlink(&self, name: &str, src: &Path) -> Result<()> {
         let c = cname(&self.path, name)?;
-        let sc = CString::new(src.as_os_str().as_bytes())
-            .map_err(|_| Error::Usage(format!("bad path {}", src.display())))?;
-        // SAFETY: fd is open, both strings are valid; flags 0: never follows a link.
-        if unsafe { libc::linkat(libc::AT_FDCWD, sc.as_ptr(), self.raw(), c.as_ptr(), 0) } != 0 {
-            return Err(last_err("link", &self.path.join(name)));
-        }
-        Ok(())
+        let sc = bad_path(src)?;
+        sys::linkat(At::Cwd, &sc, self.at(), &c).map_err(|e| sys("link", &self.path.join(name), e))
     }
 
     fn subdir(&self, name: &str, mode: u32) -> Result<Dir> {
         let c = cname(&self.path, name)?;
         let path = self.path.join(name);
-        // SAFETY: fd is open, c is valid.
-        if unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode as libc::mode_t) } != 0 {
-            return Err(last_err("mkdir", &path));
-        }
-        Dir::open_at(self.raw(), &c, path, mode)
+        sys::mkdirat(self.at(), &c, mode).map_err(|e| sys("mkdir", &path, e))?;
+        Dir::open_at(self.at(), &c, path, mode)
     }
 
     /// Create `name` (it must not exist) holding `data`.
     fn file(&self, name: &str, data: &[u8], mode: u32) -> Result<()> {
         let c = cname(&self.path, name)?;
-        // SAFETY: fd is open, c is valid.
-        let fd = unsafe {
-            libc::openat(
-                self.raw(),
-                c.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                mode as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            return Err(last_err("create", &self.path.join(name)));
-        }
         let path = self.path.join(name);
-        // SAFETY: a fresh fd, ours alone.
-        let mut file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        let fd = sys::openat(self.at(), &c, flags, mode).map_err(|e| sys("create", &path, e))?;
+        let mut file = fs::File::from(fd);
         file.write_all(data).map_err(|e| sys("write", &path, e))?;
         let f = Dir {
             fd: OwnedFd::from(file),
@@ -426,18 +365,17 @@ impl Dir {
     fn fifo(&self, name: &str, mode: u32) -> Result<()> {
         let c = cname(&self.path, name)?;
         let path = self.path.join(name);
-        // SAFETY: fd is open, c is valid.
-        if unsafe { libc::mkfifoat(self.raw(), c.as_ptr(), mode as libc::mode_t) } != 0 {
-            return Err(last_err("mkfifo", &path));
-        }
+        sys::mkfifoat(self.at(), &c, mode).map_err(|e| sys("mkfifo", &path, e))?;
         if mode & umask() != 0 {
-            // SAFETY: as above; no AT_SYMLINK_NOFOLLOW needed, we just made it.
-            if unsafe { libc::fchmodat(self.raw(), c.as_ptr(), mode as libc::mode_t, 0) } != 0 {
-                return Err(last_err("chmod", &path));
-            }
+            // we just made it: no link can be there
+            sys::fchmodat(self.at(), &c, mode).map_err(|e| sys("chmod", &path, e))?;
         }
         Ok(())
     }
+}
+
+fn bad_path(path: &Path) -> Result<CString> {
+    sys::cpath(path).map_err(|_| Error::Usage(format!("bad path {}", path.display())))
 }
 
 /// Create `path` (it must not exist) holding `data`.
@@ -447,22 +385,10 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::Usage(format!("bad path {}", path.display())))?;
-    let c = CString::new(parent.as_os_str().as_bytes())
-        .map_err(|_| Error::Usage(format!("bad path {}", parent.display())))?;
-    // SAFETY: valid C string.
-    let fd = unsafe {
-        libc::openat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(last_err("open", parent));
-    }
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let fd = sys::openat(At::Cwd, &bad_path(parent)?, flags, 0).map_err(|e| sys("open", parent, e))?;
     Dir {
-        // SAFETY: a fresh fd, ours alone.
-        fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        fd,
         path: parent.to_path_buf(),
     }
     .file(name, data, mode)
@@ -472,8 +398,7 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 /// s6-supervise would create root-only control files. Pre-create them as
 /// ourselves; s6-supervise reuses existing ones without chown/chmod.
 pub fn needs_seeding(cfg: &Config) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = sys::geteuid();
     fs::metadata(&cfg.scandir).is_ok_and(|m| m.uid() != me)
 }
 
