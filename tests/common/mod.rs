@@ -15,9 +15,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hermes-s6");
+mod base;
+pub use base::*;
+
 pub const POLL: Duration = Duration::from_millis(5);
 /// Generous: tests run in parallel on small machines; a pass is usually far quicker.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -130,11 +132,6 @@ pub struct Scandir {
     /// Environment of s6-svscan, so of every supervisor, run and finish script.
     pub svscan_env: Vec<(String, String)>,
     svscan: Option<Child>,
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no failure mode.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// Real s6 tests need root (they start services as root and, for the compatibility layout,
@@ -328,17 +325,8 @@ impl Scandir {
         }
     }
 
-    pub fn wait_for(&self, limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-        let end = Instant::now() + limit;
-        loop {
-            if cond() {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(POLL);
-        }
+    pub fn wait_for(&self, limit: Duration, cond: impl FnMut() -> bool) -> bool {
+        poll_every(limit, POLL, cond)
     }
 
     /// `s6-svstat -o …` of P's slot; None when not supervised (exit 1).

@@ -17,7 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hermes-s6");
+#[path = "../common/base.rs"]
+mod base;
+pub use base::*;
+
 
 /// Long runs under `make stress`.
 pub fn stress() -> bool {
@@ -111,11 +114,6 @@ impl Drop for TempDir {
         open_up(&self.0);
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// Names in `dir` (sorted), or empty when unreadable.
@@ -291,14 +289,6 @@ pub fn assert_child_passed(o: &Out, what: &str) {
     );
 }
 
-/// An s6 tool from the usual places, if installed.
-pub fn s6_tool(name: &str) -> Option<PathBuf> {
-    ["/command", "/usr/bin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
 /// Can this process make private mount namespaces (root with `unshare`)?
 pub fn can_unshare() -> bool {
     is_root()
@@ -371,28 +361,6 @@ pub fn bind_readonly(dir: &Path) {
             std::io::Error::last_os_error()
         );
     }
-}
-
-/// Poll `cond` until true or `timeout`.
-pub fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// A pid that is certainly dead right now (a reaped child of ours).
-pub fn dead_pid() -> u32 {
-    let mut c = Command::new("true").spawn().unwrap();
-    let pid = c.id();
-    c.wait().unwrap();
-    pid
 }
 
 /// One s6-supervise on one service directory whose `run` is a gateway that ignores SIGTERM
