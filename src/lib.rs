@@ -8,7 +8,7 @@ pub mod clock; // now, ISO-8601 UTC formatting/parsing
 pub mod fsutil; // write-new-then-rename, locks, no-follow opens
 pub mod json; // JSON value type that keeps unknown keys (nanoserde drops them)
 pub mod procfs; // /proc/PID/stat start time
-pub mod profile; // names, homes, ports, the environment
+pub mod profile; // the Profile name type, homes, ports, the environment
 pub mod sha256; // FIPS 180-4, for the port
 pub mod sys; // the system calls std lacks: the only unsafe outside tests
 
@@ -29,8 +29,8 @@ pub mod svstat; // supervise/status decoder, s6-svstat -o
 // commands
 pub mod command; // the command table: names, usage, options, who runs them
 pub mod front; // `hermes`: the front of upstream's CLI
-pub mod lifecycle; // run / finish decision table
+pub mod lifecycle; // run / finish (the death table) / log
 pub mod ops; // register / unregister / start / stop / restart
 pub mod ready; // readiness: the watcher behind notification-fd, data/ready
 pub mod reconcile; // boot reconciliation
-pub mod status; // status / list / pid
+pub mod status; // status / health / list / pid
