@@ -93,11 +93,12 @@ pub fn access(path: &CStr, mode: libc::c_int) -> bool {
     unsafe { libc::access(path.as_ptr(), mode) == 0 }
 }
 
-/// The process's umask (set to 0 and back: read it before threads start).
+/// The process's umask. umask(2) can only be read by setting it: 022 for
+/// that instant, then the old one back (read it before threads start).
 pub fn umask() -> u32 {
     // SAFETY: umask cannot fail.
     unsafe {
-        let m = libc::umask(0);
+        let m = libc::umask(0o022);
         libc::umask(m);
         m as u32
     }
