@@ -356,3 +356,55 @@ pub fn detach(f: impl FnOnce()) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn kill_never_signals_a_group_or_init() {
+        for pid in [0, 1, u32::MAX] {
+            let e = kill(pid, 0).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "pid {}", pid);
+        }
+        assert!(kill(std::process::id(), 0).is_ok());
+    }
+
+    #[test]
+    fn exists_sees_init_and_us_not_a_reaped_child() {
+        assert!(exists(1) && exists(std::process::id()));
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        assert!(!exists(pid) && !exists(0));
+    }
+
+    #[test]
+    fn read_dir_at_lists_entries_with_their_kind_from_the_top() {
+        let d = std::env::temp_dir().join(format!("hermes-s6-sys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("f"), "").unwrap();
+        std::os::unix::fs::symlink("sub", d.join("l")).unwrap();
+        let fd = openat(At::Cwd, &cpath(&d).unwrap(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        for _ in 0..2 {
+            let mut seen = Vec::new();
+            read_dir_at(fd.as_fd(), |n, dir| {
+                seen.push((n.to_str().unwrap().to_string(), dir));
+                true
+            })
+            .unwrap();
+            seen.sort();
+            // a link to a directory is not one (never followed)
+            let want = [("f", false), ("l", false), ("sub", true)];
+            assert_eq!(
+                seen,
+                want.map(|(n, b)| (n.to_string(), b)).to_vec(),
+                "read again from the top"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
