@@ -736,3 +736,46 @@ fn start_all_brings_up_every_real_profile_default_first() {
         assert_eq!(f.state_str(p, "desired_state").as_deref(), Some("running"));
     }
 }
+
+#[test]
+fn a_stop_s6_has_not_heard_of_parks_the_gateway_and_a_start_brings_it_back() {
+    if !have_s6() {
+        return;
+    }
+    let f = coder("unheard-stop");
+    f.hs(&["register", "coder", "--start"]).ok();
+    let pid = f.wait_gateway("coder", 0);
+    // What another container's `stop` leaves here: the intent, and a
+    // marker for this gateway — but no `s6-svc -d` to this supervisor.
+    let text = fs::read_to_string(f.home_of("coder").join("gateway_state.json")).unwrap();
+    f.write_state(
+        "coder",
+        &text.replace(r#""desired_state":"running""#, r#""desired_state":"stopped""#),
+    );
+    let start = hermes_s6::procfs::start_time(pid as u32).unwrap();
+    let now = hermes_s6::clock::iso_utc(hermes_s6::clock::now_secs());
+    fs::write(
+        f.marker("coder"),
+        format!(
+            r#"{{"target_pid":{},"target_start_time":{},"stopper_pid":1,"written_at":"{}"}}"#,
+            pid, start, now
+        ),
+    )
+    .unwrap();
+    assert!(f.s6("coder").unwrap().wantedup);
+    // SAFETY: our own stand-in gateway.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    // finish tells s6 (a `d` in P's turn): down, and wanted down
+    let s = f.wait_down("coder");
+    assert!(!s.wantedup, "{:?}", s);
+    assert_eq!(
+        f.state_str("coder", "exit_reason").as_deref(),
+        Some("operator_stop")
+    );
+    assert!(!f.wait_for(Duration::from_millis(1500), || f
+        .s6("coder")
+        .is_some_and(|s| s.up)));
+    // and a start brings it back
+    f.hs(&["start", "coder", "--wait"]).ok();
+    assert_ne!(f.wait_gateway("coder", pid), pid);
+}
