@@ -445,10 +445,7 @@ mod tests {
 
     #[test]
     fn profile_create_and_delete_are_seen_everything_else_is_upstreams() {
-        assert_eq!(
-            r("profile create coder"),
-            Route::ProfileCreate(pr("coder"))
-        );
+        assert_eq!(r("profile create coder"), Route::ProfileCreate(pr("coder")));
         assert_eq!(
             r("profile create --clone-from x --description y coder"),
             Route::ProfileCreate(pr("coder"))

@@ -8,9 +8,9 @@ use crate::error::{sys, Error, Result};
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -480,8 +480,8 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::os::unix::io::{AsRawFd, FromRawFd};
     use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::io::{AsRawFd, FromRawFd};
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

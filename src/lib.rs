@@ -10,7 +10,7 @@ pub mod json; // JSON value type that keeps unknown keys (nanoserde drops them)
 pub mod procfs; // /proc/PID/stat start time
 pub mod profile; // the Profile name type, homes, ports, the environment
 pub mod sha256; // FIPS 180-4, for the port
-pub mod sys; // the system calls std lacks: the only unsafe outside tests
+pub mod sys; // the system calls std lacks, all the FFI in one place
 
 // files in a profile home
 pub mod bootlog; // logs/container-boot.log

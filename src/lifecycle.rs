@@ -720,9 +720,18 @@ mod slot_name_tests {
     #[test]
     fn the_profile_of_a_slot_is_read_from_any_name_s6_overlay_gives_it() {
         assert_eq!(slot_profile("gateway-coder").as_deref(), Some("coder"));
-        assert_eq!(slot_profile("gateway-my-gateway-x").as_deref(), Some("my-gateway-x"));
-        assert_eq!(slot_profile(".gateway-coder.412.tmp").as_deref(), Some("coder"));
-        assert_eq!(slot_profile(".s6-shutdown-gateway-coder").as_deref(), Some("coder"));
+        assert_eq!(
+            slot_profile("gateway-my-gateway-x").as_deref(),
+            Some("my-gateway-x")
+        );
+        assert_eq!(
+            slot_profile(".gateway-coder.412.tmp").as_deref(),
+            Some("coder")
+        );
+        assert_eq!(
+            slot_profile(".s6-shutdown-gateway-coder").as_deref(),
+            Some("coder")
+        );
         assert_eq!(slot_profile("log").as_deref(), None);
         assert_eq!(slot_profile("gateway-Bad").as_deref(), None);
         assert_eq!(slot_profile("gateway-").as_deref(), None);

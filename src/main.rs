@@ -185,9 +185,7 @@ fn dispatch(c: &Command, mut a: Args) -> Result<i32> {
             want(&a, cmd, 0)?;
             status::list(&cfg)
         }
-        Id::Pid => {
-            status::pid(&cfg, the_profile(&a, cmd)?)
-        }
+        Id::Pid => status::pid(&cfg, the_profile(&a, cmd)?),
         Id::Port => {
             want(&a, cmd, 1)?;
             let p = Profile::parse(&a.positional[0])?;

@@ -407,14 +407,7 @@ pub fn drop_privileges(cfg: &Config) -> Result<()> {
         return Ok(());
     }
     // A partial drop must never go unnoticed (sys::become_user checks it stuck).
-    crate::sys::become_user(uid, gid).map_err(|(what, id, e)| {
-        Error::System(format!(
-            "unable to {} {}: {}",
-            what,
-            id,
-            crate::error::os_text(&e)
-        ))
-    })
+    crate::sys::become_user(uid, gid).map_err(Error::System)
 }
 
 #[cfg(test)]

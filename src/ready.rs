@@ -142,21 +142,27 @@ pub struct Watch<'a> {
 pub fn spawn_watcher(w: &Watch) {
     let pid = std::process::id();
     let start = procfs::start_time(pid).ok();
-    let spawned = sys::detach(|| {
-        if let Some(fd) = w.lease_fd {
-            // our copy of the lease's fd: the gateway's to hold, not ours
-            sys::close_inherited(fd);
-        }
-        watch(w, pid, start);
-    });
+    // SAFETY: `run` has one thread; in the watcher, the copy of the lease's
+    // fd is closed while the `Lease` owning it in the copied memory is never
+    // dropped (the watcher only ever _exits).
+    let spawned = unsafe {
+        sys::detach(|| {
+            if let Some(fd) = w.lease_fd {
+                // the gateway's to hold, not ours
+                sys::close_inherited(fd);
+            }
+            watch(w, pid, start);
+        })
+    };
     if !spawned {
         crate::error::warn(format_args!(
             "no readiness watcher (fork failed): s6 will not see the gateway ready"
         ));
     }
     if let Some(fd) = w.notify {
-        // the notification fd is the watcher's from here on
-        sys::close_inherited(fd);
+        // SAFETY: s6's notification fd, owned by no value: the watcher's
+        // from here on, not the gateway's.
+        unsafe { sys::close_inherited(fd) };
     }
 }
 
@@ -179,9 +185,12 @@ fn watch(w: &Watch, pid: u32, start: Option<u64>) {
             if let Err(e) = fsutil::write_atomic(&path(w.slot), line(pid).as_bytes(), 0o644) {
                 crate::error::warn(e);
             }
-            // one byte to the notification pipe, then our end of it closed
-            let _ = sys::write_inherited(fd, b"\n");
-            sys::close_inherited(fd);
+            // SAFETY: the watcher's copy of s6's notification fd, owned by
+            // no value: one byte to the pipe, then our end of it closed.
+            unsafe {
+                let _ = sys::write_inherited(fd, b"\n");
+                sys::close_inherited(fd);
+            }
             notify = None;
         }
         if !asked {

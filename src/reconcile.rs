@@ -449,13 +449,16 @@ pub fn clear_retired(cfg: &Config) {
     if mine.is_empty() {
         return;
     }
-    crate::sys::detach(|| {
-        crate::sys::to_dev_null(&[0, 1, 2]);
-        for dir in &mine {
-            // best-effort: what is left is tried again at the next boot
-            let _ = fsutil::clear_dir(dir, std::time::Duration::from_secs(60));
-        }
-    });
+    // SAFETY: reconcile has one thread here (its workers start later).
+    unsafe {
+        crate::sys::detach(|| {
+            crate::sys::to_dev_null(&[0, 1, 2]);
+            for dir in &mine {
+                // best-effort: what is left is tried again at the next boot
+                let _ = fsutil::clear_dir(dir, std::time::Duration::from_secs(60));
+            }
+        })
+    };
 }
 
 /// `hermes-s6 init-scandir` (cont-init.d, root). Nested layout: create the

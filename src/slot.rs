@@ -386,7 +386,8 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::Usage(format!("bad path {}", path.display())))?;
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    let fd = sys::openat(At::Cwd, &bad_path(parent)?, flags, 0).map_err(|e| sys("open", parent, e))?;
+    let fd =
+        sys::openat(At::Cwd, &bad_path(parent)?, flags, 0).map_err(|e| sys("open", parent, e))?;
     Dir {
         fd,
         path: parent.to_path_buf(),
@@ -793,9 +794,15 @@ mod tests {
 
     #[test]
     fn leftovers_name_their_profile() {
-        assert_eq!(leftover_of(".gateway-coder.412.tmp").as_deref(), Some("coder"));
+        assert_eq!(
+            leftover_of(".gateway-coder.412.tmp").as_deref(),
+            Some("coder")
+        );
         assert_eq!(leftover_of(".gateway-coder.tmp").as_deref(), Some("coder"));
-        assert_eq!(leftover_of(".gateway-coder.del.99").as_deref(), Some("coder"));
+        assert_eq!(
+            leftover_of(".gateway-coder.del.99").as_deref(),
+            Some("coder")
+        );
         assert_eq!(leftover_of(".gateway-coder.lock").as_deref(), None);
         assert_eq!(leftover_of(".gateway-Bad.tmp").as_deref(), None);
         assert_eq!(leftover_of("gateway-coder").as_deref(), None);

@@ -17,8 +17,8 @@
 use crate::error::{refused, sys, Error, Result};
 use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 

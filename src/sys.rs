@@ -1,7 +1,10 @@
 //! The system calls std does not offer, in one place: each a safe function
 //! on `OwnedFd` / `BorrowedFd` and C strings, errors as `io::Error` (errno).
 //! The rest of the crate holds no `unsafe` of its own: whatever a call
-//! requires is checked here, once.
+//! requires is checked here, once — except what only the caller can know
+//! (an fd it inherited and nothing here owns, a process with one thread):
+//! those few are `unsafe fn`, each with its contract, and each call says
+//! why it holds.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -64,8 +67,8 @@ pub fn mkfifoat(at: At, name: &CStr, mode: u32) -> io::Result<()> {
     check(unsafe { libc::mkfifoat(at.raw(), name.as_ptr(), mode as libc::mode_t) }).map(drop)
 }
 
-/// fchmodat(2), following nothing it is not told to (flags 0: the callers
-/// just made the entry, no link can be there).
+/// fchmodat(2) with flags 0, which *follows* a symlink at `name`: only for
+/// an entry the caller has just made itself (no link can be there).
 pub fn fchmodat(at: At, name: &CStr, mode: u32) -> io::Result<()> {
     // SAFETY: valid dirfd and name.
     check(unsafe { libc::fchmodat(at.raw(), name.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
@@ -132,10 +135,7 @@ pub fn read_locked_elsewhere(fd: BorrowedFd) -> io::Result<bool> {
 /// One directory's entries, read through a copy of `dir` from its start:
 /// `(name, is_dir)` for each, `.`/`..` left out, until `more` says stop. The
 /// type comes from d_type, else fstatat without following links.
-pub fn read_dir_at(
-    dir: BorrowedFd,
-    mut more: impl FnMut(&CStr, bool) -> bool,
-) -> io::Result<()> {
+pub fn read_dir_at(dir: BorrowedFd, mut more: impl FnMut(&CStr, bool) -> bool) -> io::Result<()> {
     // SAFETY: dup of a valid fd; fdopendir takes ownership of the copy and
     // closedir closes it; each entry is used before the next readdir.
     unsafe {
@@ -191,20 +191,29 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// Become `uid:gid` for good (supplementary groups: just `gid`). Which step
-/// failed is said with the error; a partial drop is an error too.
-pub fn become_user(uid: u32, gid: u32) -> Result<(), (&'static str, u32, io::Error)> {
+/// Become `uid:gid` for good (supplementary groups: just `gid`). Err: what
+/// failed, in words (`unable to setgid to 10000: …`); a partial drop is an
+/// error too.
+pub fn become_user(uid: u32, gid: u32) -> Result<(), String> {
+    let failed = |what: &str, id: u32| {
+        format!(
+            "unable to {} {}: {}",
+            what,
+            id,
+            crate::error::os_text(&io::Error::last_os_error())
+        )
+    };
     let groups = [gid as libc::gid_t];
     // SAFETY: plain syscalls; `groups` outlives the setgroups call.
     unsafe {
         if libc::setgroups(1, groups.as_ptr()) != 0 {
-            return Err(("setgroups to", gid, io::Error::last_os_error()));
+            return Err(failed("setgroups to", gid));
         }
         if libc::setgid(gid) != 0 {
-            return Err(("setgid to", gid, io::Error::last_os_error()));
+            return Err(failed("setgid to", gid));
         }
         if libc::setuid(uid) != 0 {
-            return Err(("setuid to", uid, io::Error::last_os_error()));
+            return Err(failed("setuid to", uid));
         }
         // real and effective ids, and no way back
         if libc::getuid() != uid
@@ -213,7 +222,7 @@ pub fn become_user(uid: u32, gid: u32) -> Result<(), (&'static str, u32, io::Err
             || libc::getegid() != gid
             || libc::setuid(0) == 0
         {
-            return Err(("drop privileges to", uid, io::ErrorKind::PermissionDenied.into()));
+            return Err(format!("unable to drop privileges to {}:{}", uid, gid));
         }
     }
     Ok(())
@@ -297,28 +306,37 @@ pub fn read(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// The fds this process inherited to pass on and must now let go of (a
-/// forked child's copy of its parent's lease or notification fd): they
-/// are not owned by any value here, so closing them is this call's job.
-pub fn close_inherited(fd: RawFd) {
-    // SAFETY: the caller names an fd it holds and nothing else uses.
-    unsafe { libc::close(fd) };
+/// Close `fd`, an fd this process inherited to pass on (s6's notification
+/// fd) or a forked child's copy of one its parent owns.
+///
+/// # Safety
+/// No live value of this process may own or use `fd` afterwards (a copy
+/// owned by a value is fine only if that value is never dropped: the
+/// process `_exit`s).
+pub(crate) unsafe fn close_inherited(fd: RawFd) {
+    libc::close(fd);
 }
 
-/// One write of `b` to an inherited fd (see [`close_inherited`]).
-pub fn write_inherited(fd: RawFd, b: &[u8]) -> io::Result<usize> {
-    // SAFETY: a buffer of its own length.
-    let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+/// One write of `b` to an inherited fd.
+///
+/// # Safety
+/// `fd` is open and nothing owns it but the caller's contract (see
+/// [`close_inherited`]).
+pub(crate) unsafe fn write_inherited(fd: RawFd, b: &[u8]) -> io::Result<usize> {
+    let n = libc::write(fd, b.as_ptr().cast(), b.len());
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// Point `fds` at /dev/null and leave the working directory: a detached
 /// process must not hold its starter's pipes open (whoever reads them to EOF
 /// would wait for it) nor a directory busy.
-pub fn to_dev_null(fds: &[RawFd]) {
+pub(crate) fn to_dev_null(fds: &[RawFd]) {
     // SAFETY: plain fd syscalls on fds this process owns.
     unsafe {
-        let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC);
+        let null = libc::open(
+            b"/dev/null\0".as_ptr().cast(),
+            libc::O_RDWR | libc::O_CLOEXEC,
+        );
         if null >= 0 {
             for &fd in fds {
                 libc::dup2(null, fd);
@@ -332,11 +350,14 @@ pub fn to_dev_null(fds: &[RawFd]) {
 /// Run `f` in a process of its own (double fork, new session): nobody's
 /// child but init's, so the caller — about to exec a gateway, or a boot step
 /// — never sees a SIGCHLD or a zombie it did not make, and never waits for
-/// it. False when a fork failed. Call it while the process has one thread.
-pub fn detach(f: impl FnOnce()) -> bool {
-    // SAFETY: the callers are single-threaded; the children run `f` and
-    // _exit, never returning into the caller's code.
-    unsafe {
+/// it. False when a fork failed.
+///
+/// # Safety
+/// The process has one thread (fork copies only the caller's: a lock
+/// another thread held would stay held in the children forever).
+pub(crate) unsafe fn detach(f: impl FnOnce()) -> bool {
+    // the children run `f` and _exit, never returning into the caller's code
+    {
         match libc::fork() {
             -1 => false,
             0 => match libc::fork() {
@@ -387,8 +408,13 @@ mod tests {
         std::fs::create_dir_all(d.join("sub")).unwrap();
         std::fs::write(d.join("f"), "").unwrap();
         std::os::unix::fs::symlink("sub", d.join("l")).unwrap();
-        let fd = openat(At::Cwd, &cpath(&d).unwrap(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
-            .unwrap();
+        let fd = openat(
+            At::Cwd,
+            &cpath(&d).unwrap(),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )
+        .unwrap();
         for _ in 0..2 {
             let mut seen = Vec::new();
             read_dir_at(fd.as_fd(), |n, dir| {

@@ -141,7 +141,8 @@ fn start_and_stop_at_once_leave_the_intent_and_s6_agreeing() {
         // then for the last one's effect — before that, s6 may still agree
         // with the previous round
         assert!(
-            f.wait_for(Duration::from_secs(5), || f.control_unread("coder") == Some(0)),
+            f.wait_for(Duration::from_secs(5), || f.control_unread("coder")
+                == Some(0)),
             "round {}: s6-supervise never read its commands",
             i
         );

@@ -529,7 +529,10 @@ fn check_name(b: &[u8]) {
             assert_eq!(home.parent(), Some(&*cfg.hermes_home.join("profiles")));
         }
         assert_eq!(cfg.slot_dir(&t).parent(), Some(&*cfg.scandir));
-        assert_eq!(slot::profile_of(&format!("gateway-{}", t)).as_deref(), Some(&*t));
+        assert_eq!(
+            slot::profile_of(&format!("gateway-{}", t)).as_deref(),
+            Some(&*t)
+        );
     } else {
         assert!(slot::profile_of(&format!("gateway-{}", t)).is_none());
     }

@@ -750,7 +750,10 @@ fn a_stop_s6_has_not_heard_of_parks_the_gateway_and_a_start_brings_it_back() {
     let text = fs::read_to_string(f.home_of("coder").join("gateway_state.json")).unwrap();
     f.write_state(
         "coder",
-        &text.replace(r#""desired_state":"running""#, r#""desired_state":"stopped""#),
+        &text.replace(
+            r#""desired_state":"running""#,
+            r#""desired_state":"stopped""#,
+        ),
     );
     let start = hermes_s6::procfs::start_time(pid as u32).unwrap();
     let now = hermes_s6::clock::iso_utc(hermes_s6::clock::now_secs());

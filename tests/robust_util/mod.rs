@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 mod base;
 pub use base::*;
 
-
 /// Long runs under `make stress`.
 pub fn stress() -> bool {
     std::env::var("HERMES_S6_STRESS").is_ok_and(|v| !v.is_empty() && v != "0")
