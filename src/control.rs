@@ -5,7 +5,7 @@
 //! s6-svc reports as exit 100 (s6 ≤ 2.13) or 102 (2.14+); we report it as
 //! exit 1 "not supervised" on every version.
 
-use crate::error::{refused, sys, Error, Result};
+use crate::error::{refused, sys, Result};
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
@@ -21,8 +21,7 @@ pub enum Sent {
 /// Write `cmds` to the FIFO at `fifo`. Never blocks, never follows a
 /// symlink, refuses anything that is not a FIFO.
 pub fn write_fifo(fifo: &Path, cmds: &str) -> Result<Sent> {
-    let c = crate::sys::cpath(fifo)
-        .map_err(|_| Error::Usage(format!("bad path {}", fifo.display())))?;
+    let c = crate::fsutil::c_path(fifo)?;
     let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW;
     let mut f = match crate::sys::openat(crate::sys::At::Cwd, &c, flags, 0) {
         Ok(fd) => std::fs::File::from(fd),

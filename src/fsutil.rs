@@ -36,6 +36,11 @@ fn refuse(verb: &str, path: &Path, why: &str) -> Error {
 
 use crate::sys::{self, cpath, At};
 
+/// `path` as a C string for a system call; a NUL inside is bad usage, named.
+pub(crate) fn c_path(path: &Path) -> Result<CString> {
+    cpath(path).map_err(|_| Error::Usage(format!("bad path {}", path.display())))
+}
+
 /// open(2) with raw flags (std cannot create a file opened read-only).
 pub(crate) fn open_raw(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
     sys::openat(At::Cwd, &cpath(path)?, flags, mode).map(File::from)
@@ -485,7 +490,6 @@ pub(crate) mod tests {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A unique scratch directory under the system temp dir, removed on drop.
     #[test]
     fn clear_dir_empties_a_chain_deeper_than_the_fd_limit_without_following_links() {
         let t = TempDir::new("clear");
@@ -542,6 +546,7 @@ pub(crate) mod tests {
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 
+    /// A unique scratch directory under the system temp dir, removed on drop.
     pub(crate) struct TempDir(pub PathBuf);
 
     impl TempDir {

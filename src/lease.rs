@@ -274,16 +274,19 @@ pub fn take_or_stand_by(
     slot: &Path,
 ) -> Result<Option<Lease>> {
     let home = cfg.home(p);
+    let gone = || {
+        crate::error::refused(format!(
+            "profile '{}' no longer exists: not starting its gateway",
+            p
+        ))
+    };
     let mut waited = false;
     loop {
         // A standby takes over only a profile meant to run: after an
         // operator's stop on the holder it does not even touch the lease
         // (the holder's finish writes its record under it).
         if waited && !cfg.is_real(p) {
-            return Err(crate::error::refused(format!(
-                "profile '{}' no longer exists: not starting its gateway",
-                p
-            )));
+            return Err(gone());
         }
         if waited && !intent_running(&home) {
             std::thread::sleep(POLL);
@@ -320,10 +323,7 @@ pub fn take_or_stand_by(
             Ok(None) => {}
             Err(e) => {
                 if !cfg.is_real(p) {
-                    return Err(crate::error::refused(format!(
-                        "profile '{}' no longer exists: not starting its gateway",
-                        p
-                    )));
+                    return Err(gone());
                 }
                 // A lease that exists but cannot be taken (another
                 // container's uid, a directory planted there) may guard a
@@ -354,7 +354,7 @@ pub fn take_or_stand_by(
 /// Only an explicit `stopped` keeps a standby from taking over (a missing or
 /// unreadable state is no operator's stop).
 fn intent_running(home: &Path) -> bool {
-    !matches!(state::load(home), Ok(Some(s)) if s.desired_state() == Some("stopped"))
+    !state::desired_is(home, "stopped")
 }
 
 /// Is the slot's up process (pid) a `run` standing by?

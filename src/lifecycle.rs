@@ -665,21 +665,14 @@ pub fn finish(cfg: &Config, p: &Profile, code: i32, _signal: i32) -> Result<i32>
         // (Bounded: a command holding the turn long must not hang finish.)
         crate::fsutil::LOCK_WAIT_MS.store(2000, std::sync::atomic::Ordering::Relaxed);
         _turn = crate::slot::lock(cfg, p).ok().flatten();
-        death.intent_stopped = state::load(&home)
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.desired_state() == Some("stopped"));
+        death.intent_stopped = state::desired_is(&home, "stopped");
         // told: the plain operator-stop row (exit 0, s6 keeps it down);
         // not told (no supervisor to write to): exit 125 parks it
         death.wanted_down = death.intent_stopped && crate::control::svc(&slot, "d").is_ok();
         if death.wanted_down && _turn.is_none() {
             // Without the turn nothing orders that `d` after a start's `u`:
             // a start that saved `running` meanwhile gets its `u` again.
-            let running = state::load(&home)
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.desired_state() == Some("running"));
-            if running && crate::control::svc(&slot, "u").is_ok() {
+            if state::desired_is(&home, "running") && crate::control::svc(&slot, "u").is_ok() {
                 death.wanted_down = false;
                 death.intent_stopped = false;
             }

@@ -276,7 +276,7 @@ fn cname(path: &Path, name: &str) -> Result<CString> {
 impl Dir {
     /// [`Dir::create`], None when `path` exists already.
     fn create_new(path: &Path, mode: u32) -> Result<Option<Dir>> {
-        let c = bad_path(path)?;
+        let c = crate::fsutil::c_path(path)?;
         match sys::mkdirat(At::Cwd, &c, mode) {
             Ok(()) => Dir::open_at(At::Cwd, &c, path.to_path_buf(), mode).map(Some),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(None),
@@ -286,9 +286,13 @@ impl Dir {
 
     /// mkdir `path` with `mode` and open it.
     fn create(path: &Path, mode: u32) -> Result<Dir> {
-        let c = bad_path(path)?;
-        sys::mkdirat(At::Cwd, &c, mode).map_err(|e| sys("mkdir", path, e))?;
-        Dir::open_at(At::Cwd, &c, path.to_path_buf(), mode)
+        Dir::create_new(path, mode)?.ok_or_else(|| {
+            sys(
+                "mkdir",
+                path,
+                std::io::Error::from_raw_os_error(libc::EEXIST),
+            )
+        })
     }
 
     fn open_at(at: At, c: &CStr, path: PathBuf, mode: u32) -> Result<Dir> {
@@ -336,7 +340,7 @@ impl Dir {
     /// template lives in the scan directory too).
     fn hardlink(&self, name: &str, src: &Path) -> Result<()> {
         let c = cname(&self.path, name)?;
-        let sc = bad_path(src)?;
+        let sc = crate::fsutil::c_path(src)?;
         sys::linkat(At::Cwd, &sc, self.at(), &c).map_err(|e| sys("link", &self.path.join(name), e))
     }
 
@@ -374,10 +378,6 @@ impl Dir {
     }
 }
 
-fn bad_path(path: &Path) -> Result<CString> {
-    sys::cpath(path).map_err(|_| Error::Usage(format!("bad path {}", path.display())))
-}
-
 /// Create `path` (it must not exist) holding `data`.
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
@@ -386,8 +386,8 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::Usage(format!("bad path {}", path.display())))?;
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    let fd =
-        sys::openat(At::Cwd, &bad_path(parent)?, flags, 0).map_err(|e| sys("open", parent, e))?;
+    let fd = sys::openat(At::Cwd, &crate::fsutil::c_path(parent)?, flags, 0)
+        .map_err(|e| sys("open", parent, e))?;
     Dir {
         fd,
         path: parent.to_path_buf(),

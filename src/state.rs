@@ -155,6 +155,12 @@ impl State {
     }
 }
 
+/// Is the saved `desired_state` `v`? A missing, invalid or unreadable state
+/// saves no intent: false.
+pub fn desired_is(home: &Path, v: &str) -> bool {
+    matches!(load(home), Ok(Some(s)) if s.desired_state() == Some(v))
+}
+
 /// Read `home/gateway_state.json`. Missing, invalid JSON or not an object → `Ok(None)` (the
 /// latter two with a warning). Unreadable, a symlink, a FIFO or a directory → Err naming it.
 pub fn load(home: &Path) -> Result<Option<State>> {
