@@ -120,7 +120,7 @@ fn lifecycle_cmd(cfg: &Config, c: &Command, a: &Args) -> Result<i32> {
 
 /// `run`/`finish`/`log`'s P: `-` in the shared slot scripts stands for the
 /// slot the command runs in.
-fn slot_profile(p: &str, in_log: bool) -> Result<Profile> {
+fn profile_arg(p: &str, in_log: bool) -> Result<Profile> {
     if p == "-" {
         lifecycle::profile_from_cwd(in_log)
     } else {
@@ -194,7 +194,7 @@ fn dispatch(c: &Command, mut a: Args) -> Result<i32> {
         }
         Id::Run => {
             want(&a, cmd, 1)?;
-            lifecycle::run(&cfg, &slot_profile(&a.positional[0], false)?, a.rest)?;
+            lifecycle::run(&cfg, &profile_arg(&a.positional[0], false)?, a.rest)?;
             Ok(111)
         }
         Id::Finish => {
@@ -204,11 +204,11 @@ fn dispatch(c: &Command, mut a: Args) -> Result<i32> {
             }
             let code = int_arg(cmd, "CODE", &a.positional[1])?;
             let sig = int_arg(cmd, "SIGNAL", &a.positional[2])?;
-            lifecycle::finish(&cfg, &slot_profile(&a.positional[0], false)?, code, sig)
+            lifecycle::finish(&cfg, &profile_arg(&a.positional[0], false)?, code, sig)
         }
         Id::Log => {
             want(&a, cmd, 1)?;
-            lifecycle::log(&cfg, &slot_profile(&a.positional[0], true)?)?;
+            lifecycle::log(&cfg, &profile_arg(&a.positional[0], true)?)?;
             Ok(111)
         }
         Id::InitScandir => {
