@@ -65,7 +65,7 @@ impl Entry {
 /// `state/gateway.lifecycle.json` `phase`: exited → clean, running → unclean,
 /// anything else (missing, corrupt, not an object) → unknown.
 pub fn prior_exit(home: &Path) -> &'static str {
-    let p = home.join("state").join("gateway.lifecycle.json");
+    let p = fsutil::join(home, "state/gateway.lifecycle.json");
     let Ok(Some(bytes)) = fsutil::read_file(&p, 1 << 20) else {
         return "unknown";
     };

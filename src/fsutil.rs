@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A temp file whose writer is alive is left alone unless it is older than this.
@@ -37,8 +37,19 @@ fn refuse(verb: &str, path: &Path, why: &str) -> Error {
 use crate::sys::{self, cpath, At};
 
 /// `path` as a C string for a system call; a NUL inside is bad usage, named.
-pub(crate) fn c_path(path: &Path) -> Result<CString> {
+pub(crate) fn c_path(path: &Path) -> Result<sys::CPath> {
     cpath(path).map_err(|_| Error::Usage(format!("bad path {}", path.display())))
+}
+
+/// `dir/rel` in one allocation (`Path::join` copies, then grows the copy):
+/// a boot makes a handful of paths per profile on several threads, and
+/// musl's malloc has one lock for all of them.
+pub fn join(dir: &Path, rel: impl AsRef<Path>) -> PathBuf {
+    let rel = rel.as_ref();
+    let mut p = PathBuf::with_capacity(dir.as_os_str().len() + 1 + rel.as_os_str().len());
+    p.push(dir);
+    p.push(rel);
+    p
 }
 
 /// open(2) with raw flags (std cannot create a file opened read-only).
@@ -320,14 +331,31 @@ fn lock(path: &Path, how: libc::c_int) -> Result<Lock> {
 pub fn try_lock(path: &Path, create: bool) -> Result<Option<File>> {
     let create = if create { libc::O_CREAT } else { 0 };
     let (f, _) = open_lock_file(path, libc::O_RDWR | create)?;
+    let took = flock_now(&f).map_err(|e| sys("lock", path, e))?;
+    Ok(took.then_some(f))
+}
+
+/// Is the lock at `path` held by somebody? A probe: taken when free and let
+/// go at once. A missing file (the common case, said without building an
+/// error), or one that cannot be opened or locked, is not known to be held.
+pub fn lock_held(path: &Path) -> bool {
+    let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let Ok(f) = open_raw(path, flags, 0) else {
+        return false;
+    };
+    f.metadata().is_ok_and(|m| m.is_file()) && matches!(flock_now(&f), Ok(false))
+}
+
+/// An exclusive flock without waiting: false when somebody else holds it.
+fn flock_now(f: &File) -> io::Result<bool> {
     loop {
         let Err(e) = sys::flock(f.as_fd(), libc::LOCK_EX | libc::LOCK_NB) else {
-            return Ok(Some(f));
+            return Ok(true);
         };
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(None),
-            _ => return Err(sys("lock", path, e)),
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
         }
     }
 }

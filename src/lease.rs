@@ -109,7 +109,7 @@ impl Holder {
 pub struct Lease(File);
 
 pub fn path(home: &Path) -> PathBuf {
-    home.join(FILE)
+    fsutil::join(home, FILE)
 }
 
 /// Take P's lease if nobody holds it (creating the file). A probe holds it
@@ -245,7 +245,7 @@ pub fn recorded(home: &Path) -> Option<Holder> {
 /// lets go at once. A missing file is a free lease; an unusable one (EACCES,
 /// a directory…) is not known to be held.
 pub fn held(home: &Path) -> bool {
-    matches!(fsutil::try_lock(&path(home), false), Ok(None))
+    fsutil::lock_held(&path(home))
 }
 
 /// The holder of P's lease, when it is held by a gateway in another container.

@@ -260,7 +260,7 @@ pub fn run(cfg: &Config, p: &Profile, argv: Vec<String>) -> Result<()> {
         )));
     }
     let slot_mode = Readiness::from_env();
-    let mode = slot_mode.unwrap_or_else(|| cfg.readiness(&argv));
+    let mode = slot_mode.unwrap_or_else(|| cfg.readiness(argv.first().map(String::as_str)));
     let home = cfg.home(p);
     // A deleted profile's slot must not respawn its gateway forever: say it
     // once; finish parks the slot.

@@ -205,7 +205,11 @@ impl Config {
         if p == DEFAULT {
             self.hermes_home.clone()
         } else {
-            self.hermes_home.join("profiles").join(p)
+            let mut h = PathBuf::with_capacity(self.hermes_home.as_os_str().len() + 11 + p.len());
+            h.push(&self.hermes_home);
+            h.push("profiles");
+            h.push(p);
+            h
         }
     }
 
@@ -227,34 +231,53 @@ impl Config {
 
     /// The slot of profile `p`: `$scandir/gateway-p`.
     pub fn slot_dir(&self, p: &str) -> PathBuf {
-        self.scandir.join(format!("gateway-{}", p))
+        let mut s = PathBuf::with_capacity(self.scandir.as_os_str().len() + 10 + p.len());
+        s.push(&self.scandir);
+        s.push("gateway-");
+        s.as_mut_os_string().push(p);
+        s
     }
 
     /// `HERMES_GATEWAY_CMD` split on ASCII whitespace, `{profile}` replaced by `p` in every
     /// word. Unset: upstream's own command lines — `default` without `-p`, since the
     /// gateway's liveness check rejects ` -p ` for the root profile (SPEC §7).
     pub fn gateway_argv(&self, p: &str) -> Vec<String> {
-        let cmd = match &self.gateway_cmd {
+        self.gateway_cmd(p)
+            .split_ascii_whitespace()
+            .map(|w| w.replace("{profile}", p))
+            .collect()
+    }
+
+    /// The program of P's gateway command: [`Config::gateway_argv`]'s first
+    /// word, without building the others.
+    pub fn gateway_program(&self, p: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let w = self.gateway_cmd(p).split_ascii_whitespace().next()?;
+        Some(if w.contains("{profile}") {
+            w.replace("{profile}", p).into()
+        } else {
+            w.into()
+        })
+    }
+
+    fn gateway_cmd(&self, p: &str) -> &str {
+        match &self.gateway_cmd {
             Some(c) => c.as_str(),
             None if p == DEFAULT => "hermes gateway run --replace",
             None => "hermes -p {profile} gateway run --replace",
-        };
-        cmd.split_ascii_whitespace()
-            .map(|w| w.replace("{profile}", p))
-            .collect()
+        }
     }
 
     /// `HERMES_GATEWAY_READY=state|up` when set; else `State` for upstream's `hermes`
     /// command (the default, or any command whose program is named `hermes`) and `Up`
     /// for any other daemon, which cannot be expected to write the state file.
-    pub fn readiness(&self, argv: &[String]) -> crate::ready::Readiness {
+    pub fn readiness(&self, program: Option<&str>) -> crate::ready::Readiness {
         use crate::ready::Readiness;
         match self.ready.as_deref() {
             Some("state") => return Readiness::State,
             Some("up") => return Readiness::Up,
             _ => {}
         }
-        let prog = argv.first().map(|w| w.rsplit('/').next().unwrap_or(w));
+        let prog = program.map(|w| w.rsplit('/').next().unwrap_or(w));
         if prog == Some("hermes") {
             Readiness::State
         } else {
@@ -334,7 +357,7 @@ pub fn home_reality(home: &Path) -> Reality {
 /// [`home_reality`] for a home already known to be a real directory (a
 /// listing's entry typed as one): the `SOUL.md` half of the rule.
 pub fn soul_reality(home: &Path) -> Reality {
-    match fs::metadata(home.join("SOUL.md")) {
+    match fs::metadata(crate::fsutil::join(home, "SOUL.md")) {
         Ok(m) if m.is_file() => Reality::Real,
         Ok(_) => Reality::Gone,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) => Reality::Gone,
@@ -592,17 +615,24 @@ mod tests {
     fn readiness_follows_the_state_file_for_hermes_and_up_for_other_daemons() {
         use crate::ready::Readiness;
         let mut c = cfg(Path::new("/opt/data"));
-        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert_eq!(c.readiness(&c.gateway_argv("x")), Readiness::State);
+        let of = |c: &Config, p: &str| c.readiness(c.gateway_program(p).as_deref());
+        assert_eq!(of(&c, "x"), Readiness::State);
         assert_eq!(
-            c.readiness(&argv("/opt/hermes/.venv/bin/hermes gateway run")),
+            c.readiness(Some("/opt/hermes/.venv/bin/hermes")),
             Readiness::State
         );
-        assert_eq!(c.readiness(&argv("/usr/local/lib/gw x")), Readiness::Up);
+        assert_eq!(c.readiness(Some("/usr/local/lib/gw")), Readiness::Up);
+        assert_eq!(c.readiness(None), Readiness::Up);
+        c.gateway_cmd = Some("/opt/{profile}/bin/hermes gateway run".into());
+        assert_eq!(c.gateway_program("a").as_deref(), Some("/opt/a/bin/hermes"));
+        assert_eq!(of(&c, "a"), Readiness::State);
+        c.gateway_cmd = Some("  \t".into());
+        assert_eq!(c.gateway_program("a"), None);
         c.ready = Some("state".into());
-        assert_eq!(c.readiness(&argv("/usr/local/lib/gw x")), Readiness::State);
+        assert_eq!(c.readiness(Some("/usr/local/lib/gw")), Readiness::State);
         c.ready = Some("up".into());
-        assert_eq!(c.readiness(&c.gateway_argv("x")), Readiness::Up);
+        c.gateway_cmd = None;
+        assert_eq!(of(&c, "x"), Readiness::Up);
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn one(cfg: &Config, b: Option<&slot::Builder>, p: &Profile, multiplex: bool) ->
     // gateway holds the profile's lease: they are that gateway's.
     if !crate::lease::held(&home) {
         for f in [crate::lifecycle::PID_FILE, "processes.json"] {
-            fsutil::remove_file(&home.join(f))?;
+            fsutil::remove_file(&fsutil::join(&home, f))?;
         }
     }
     let spec = Spec::new(cfg, p, started);

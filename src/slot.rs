@@ -15,7 +15,7 @@ use crate::profile::{Config, Profile};
 use crate::ready::{self, Readiness};
 use crate::svstat;
 use crate::sys::{self, At};
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -218,7 +218,7 @@ impl<'a> Spec<'a> {
         Spec {
             profile: p,
             autostart,
-            readiness: cfg.readiness(&cfg.gateway_argv(p)),
+            readiness: cfg.readiness(cfg.gateway_program(p).as_deref()),
         }
     }
 }
@@ -269,8 +269,9 @@ struct Dir {
     path: PathBuf,
 }
 
-fn cname(path: &Path, name: &str) -> Result<CString> {
-    CString::new(name).map_err(|_| Error::Usage(format!("bad name in {}", path.display())))
+fn cname(path: &Path, name: &str) -> Result<sys::CPath> {
+    sys::CPath::new(name.as_bytes())
+        .map_err(|_| Error::Usage(format!("bad name in {}", path.display())))
 }
 
 impl Dir {
@@ -336,12 +337,13 @@ impl Dir {
         Dir::open_at(self.at(), &c, self.path.join(name), 0o755)
     }
 
-    /// `name` inside: a hard link to the file `src` (same filesystem: the
-    /// template lives in the scan directory too).
-    fn hardlink(&self, name: &str, src: &Path) -> Result<()> {
+    /// `name` inside: a hard link to the file `src` of the directory `from`
+    /// (same filesystem: the template lives in the scan directory too).
+    fn hardlink(&self, name: &str, from: &Dir, src: &str) -> Result<()> {
         let c = cname(&self.path, name)?;
-        let sc = crate::fsutil::c_path(src)?;
-        sys::linkat(At::Cwd, &sc, self.at(), &c).map_err(|e| sys("link", &self.path.join(name), e))
+        let sc = cname(&from.path, src)?;
+        sys::linkat(from.at(), &sc, self.at(), &c)
+            .map_err(|e| sys("link", &self.path.join(name), e))
     }
 
     fn subdir(&self, name: &str, mode: u32) -> Result<Dir> {
@@ -408,6 +410,15 @@ fn seed_supervise(dir: &Dir) -> Result<()> {
     dir.subdir("event", 0o3730).map(|_| ())
 }
 
+/// The template's `data/env` for each readiness mode.
+fn env_file(r: Readiness) -> &'static str {
+    match r {
+        Readiness::State => "env-state",
+        Readiness::Up => "env-up",
+        Readiness::Fd => "env-fd",
+    }
+}
+
 /// What every slot of one process has in common, worked out once (the
 /// binary's path, with-contenv, the environment parameters, seeding): a
 /// boot reconciles every profile with one `Builder`.
@@ -427,7 +438,7 @@ pub struct Builder<'a> {
     /// The files every slot of this builder shares, made once (lazily) in
     /// `.hermes-s6-template.PID` in the scan directory and hard-linked into
     /// each slot: no inode per file per slot, one link(2) each.
-    template: std::sync::OnceLock<std::result::Result<PathBuf, String>>,
+    template: std::sync::OnceLock<std::result::Result<Dir, String>>,
     /// This process's pid, for the build directory's name.
     pid: u32,
 }
@@ -514,13 +525,13 @@ impl<'a> Builder<'a> {
     /// from its working directory, the gateway command from `data/env`),
     /// `timeout-kill`, `notification-fd`, an empty `down`, and `env-MODE`
     /// for each readiness mode. Nothing in them depends on the profile.
-    fn template(&self) -> Result<&Path> {
+    fn template(&self) -> Result<&Dir> {
         let made = self.template.get_or_init(|| {
             let path = self.cfg.scandir.join(format!("{}{}", TEMPLATE, self.pid));
             if fs::symlink_metadata(&path).is_ok() {
                 let _ = remove_tree(&path); // a dead process's, which had our pid
             }
-            let make = || -> Result<()> {
+            let make = || -> Result<Dir> {
                 let t = Dir::create(&path, 0o755)?;
                 t.file("run", self.render(RUN).as_bytes(), 0o755)?;
                 t.file("finish", self.render(FINISH).as_bytes(), 0o755)?;
@@ -534,12 +545,12 @@ impl<'a> Builder<'a> {
                 t.file("down", b"", 0o644)?;
                 for r in [Readiness::State, Readiness::Up, Readiness::Fd] {
                     let env = format!("{}{}={}\n", self.env, ready::ENV, r.as_str());
-                    t.file(&format!("env-{}", r.as_str()), env.as_bytes(), 0o644)?;
+                    t.file(env_file(r), env.as_bytes(), 0o644)?;
                 }
-                Ok(())
+                Ok(t)
             };
             match make() {
-                Ok(()) => Ok(path),
+                Ok(t) => Ok(t),
                 Err(e) => {
                     let _ = remove_tree(&path);
                     Err(e.message().to_string())
@@ -556,26 +567,26 @@ impl<'a> Builder<'a> {
     /// and three directories of its own.
     fn fill(&self, dir: &Dir, spec: &Spec) -> Result<()> {
         let t = self.template()?;
-        dir.hardlink("run", &t.join("run"))?;
-        dir.hardlink("finish", &t.join("finish"))?;
-        dir.hardlink("timeout-kill", &t.join("timeout-kill"))?;
+        dir.hardlink("run", t, "run")?;
+        dir.hardlink("finish", t, "finish")?;
+        dir.hardlink("timeout-kill", t, "timeout-kill")?;
         if !spec.autostart {
-            dir.hardlink("down", &t.join("down"))?;
+            dir.hardlink("down", t, "down")?;
         }
         let readiness = match (&self.notification_fd, spec.readiness) {
             (Some(_), _) => Readiness::Fd,
             (None, r) => r,
         };
         if readiness != Readiness::Up {
-            dir.hardlink("notification-fd", &t.join("notification-fd"))?;
+            dir.hardlink("notification-fd", t, "notification-fd")?;
         }
         // Parameters under data/ (one of the two subdirectories s6 promises
         // not to touch): `env` for the scripts' `envfile`; later the
         // crash-loop tally, the readiness record and finish's copy of the marker.
         dir.mkdir("data", 0o755)?;
-        dir.hardlink("data/env", &t.join(format!("env-{}", readiness.as_str())))?;
+        dir.hardlink("data/env", t, env_file(readiness))?;
         dir.mkdir("log", 0o755)?;
-        dir.hardlink("log/run", &t.join("log-run"))?;
+        dir.hardlink("log/run", t, "log-run")?;
         if self.seed {
             seed_supervise(dir)?;
             seed_supervise(&dir.open_sub("log")?)?;
@@ -652,7 +663,7 @@ impl<'a> Builder<'a> {
 impl Drop for Builder<'_> {
     fn drop(&mut self) {
         if let Some(Ok(t)) = self.template.get() {
-            let _ = remove_tree(t);
+            let _ = remove_tree(&t.path);
         }
     }
 }

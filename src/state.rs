@@ -164,7 +164,7 @@ pub fn desired_is(home: &Path, v: &str) -> bool {
 /// Read `home/gateway_state.json`. Missing, invalid JSON or not an object → `Ok(None)` (the
 /// latter two with a warning). Unreadable, a symlink, a FIFO or a directory → Err naming it.
 pub fn load(home: &Path) -> Result<Option<State>> {
-    let path = home.join(FILE);
+    let path = fsutil::join(home, FILE);
     let Some(bytes) = fsutil::read_file(&path, MAX_LEN)? else {
         return Ok(None);
     };

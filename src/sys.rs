@@ -36,9 +36,55 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// A path or a name as a C string for a system call: on the stack when it
+/// fits (every path a profile home or a slot uses), like std's own calls.
+/// A boot builds a thousand slots on a few threads, and musl's malloc has one
+/// lock for all of them: an allocation per call made them wait on each other.
+#[allow(clippy::large_enum_variant)] // on the stack is its purpose
+pub enum CPath {
+    Inline { buf: [u8; CPATH_INLINE], len: usize },
+    Heap(CString),
+}
+
+/// std's own stack-buffer size for paths.
+pub const CPATH_INLINE: usize = 384;
+
+impl CPath {
+    /// `bytes` as a C string (a NUL inside is EINVAL).
+    pub fn new(bytes: &[u8]) -> io::Result<CPath> {
+        if bytes.contains(&0) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        if bytes.len() >= CPATH_INLINE {
+            return CString::new(bytes)
+                .map(CPath::Heap)
+                .map_err(|_| io::ErrorKind::InvalidInput.into());
+        }
+        let mut buf = [0u8; CPATH_INLINE];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(CPath::Inline {
+            buf,
+            len: bytes.len(),
+        })
+    }
+}
+
+impl std::ops::Deref for CPath {
+    type Target = CStr;
+    fn deref(&self) -> &CStr {
+        match self {
+            // SAFETY: `new` copied bytes without a NUL and left buf[len] = 0.
+            CPath::Inline { buf, len } => unsafe {
+                CStr::from_bytes_with_nul_unchecked(&buf[..=*len])
+            },
+            CPath::Heap(c) => c,
+        }
+    }
+}
+
 /// A path as a C string (a NUL inside is EINVAL).
-pub fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
+pub fn cpath(path: &Path) -> io::Result<CPath> {
+    CPath::new(path.as_os_str().as_bytes())
 }
 
 /// openat(2), always close-on-exec. (openat even for paths: musl's open(2)
@@ -390,6 +436,27 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "pid {}", pid);
         }
         assert!(kill(std::process::id(), 0).is_ok());
+    }
+
+    #[test]
+    fn cpath_keeps_short_paths_on_the_stack_and_long_ones_whole() {
+        let short = cpath(Path::new("/opt/data/profiles/coder")).unwrap();
+        assert!(matches!(short, CPath::Inline { .. }));
+        assert_eq!(short.to_bytes(), b"/opt/data/profiles/coder");
+        for n in [CPATH_INLINE - 1, CPATH_INLINE, 5000] {
+            let long = "x".repeat(n);
+            let c = CPath::new(long.as_bytes()).unwrap();
+            assert_eq!(matches!(c, CPath::Inline { .. }), n < CPATH_INLINE);
+            assert_eq!(c.to_bytes(), long.as_bytes());
+        }
+        let mut long_nul = vec![b'y'; 500];
+        long_nul.push(0);
+        for bad in [&b"a\0b"[..], b"\0", &long_nul] {
+            assert_eq!(
+                CPath::new(bad).err().map(|e| e.kind()),
+                Some(io::ErrorKind::InvalidInput)
+            );
+        }
     }
 
     #[test]
