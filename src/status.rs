@@ -80,6 +80,17 @@ fn last_exit(st: &Status) -> Option<String> {
 /// One profile's row; `real` says whether P is a real profile (its slot
 /// without one is a deleted profile's).
 pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
+    row_with(cfg, p, real, now, &state::load(&cfg.home(p)))
+}
+
+/// [`row`] with P's state file already read (`health` needs it once more).
+fn row_with(
+    cfg: &Config,
+    p: &str,
+    real: bool,
+    now: (i64, u32),
+    st: &Result<Option<state::State>>,
+) -> Row {
     let mut r = Row {
         profile: p.to_string(),
         registered: slot::is_registered(cfg, p),
@@ -129,7 +140,7 @@ pub fn row(cfg: &Config, p: &str, real: bool, now: (i64, u32)) -> Row {
     if real && r.health != "ready" {
         r.holder = crate::lease::elsewhere(&cfg.home(p)).map(|h| h.label());
     }
-    match state::load(&cfg.home(p)) {
+    match st {
         Ok(Some(s)) => {
             r.desired_state = s.desired_state().map(Into::into);
             r.gateway_state = s.gateway_state().map(Into::into);
@@ -264,22 +275,23 @@ pub fn status(cfg: &Config, one: Option<&Profile>, as_json: bool) -> Result<i32>
 /// orchestrators' probes: reads files and probes locks, spawns nothing.
 pub fn health(cfg: &Config) -> Result<i32> {
     let now = clock::now();
-    let mut rows: Vec<Row> = profiles(cfg)?
+    // each row, and whether its profile is meant to run: one read of its state
+    let (mut rows, meant): (Vec<Row>, Vec<bool>) = profiles(cfg)?
         .iter()
         .filter(|(_, real)| *real)
-        .map(|(p, _)| row(cfg, p, true, now))
-        .collect();
+        .map(|(p, _)| {
+            let st = state::load(&cfg.home(p));
+            let intent = state::resolve_intent(st.as_ref().ok().and_then(Option::as_ref));
+            (row_with(cfg, p, true, now, &st), state::autostarts(intent))
+        })
+        .unzip();
     explain(
         &mut rows,
         crate::role::recorded(&cfg.scandir),
         reconcile::multiplexed(),
     );
     let (mut here, mut away, mut out) = (0, 0, String::new());
-    for r in &rows {
-        let st = state::load(&cfg.home(&r.profile)).ok().flatten();
-        if !state::autostarts(state::resolve_intent(st.as_ref())) {
-            continue;
-        }
+    for (r, _) in rows.iter().zip(meant).filter(|(_, meant)| *meant) {
         match (r.health.as_str(), &r.holder) {
             ("ready", _) => here += 1,
             (_, Some(_)) => away += 1,

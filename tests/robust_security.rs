@@ -176,7 +176,12 @@ fn planted_links_and_fifos_in_a_home_are_never_followed_and_never_block() {
                     if args[0] == "stop" && name != marker::FILE {
                         assert!(o.is(111), "{}: {:?}", what, o);
                         let named = w.home.join(name);
-                        assert!(o.stderr.contains(&*named.to_string_lossy()), "{}: {:?}", what, o);
+                        assert!(
+                            o.stderr.contains(&*named.to_string_lossy()),
+                            "{}: {:?}",
+                            what,
+                            o
+                        );
                     }
                     let _ = fs::remove_file(w.home.join(name));
                 }
