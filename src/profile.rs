@@ -205,7 +205,8 @@ impl Config {
         if p == DEFAULT {
             self.hermes_home.clone()
         } else {
-            let mut h = PathBuf::with_capacity(self.hermes_home.as_os_str().len() + 11 + p.len());
+            let len = self.hermes_home.as_os_str().len() + "/profiles/".len() + p.len();
+            let mut h = PathBuf::with_capacity(len);
             h.push(&self.hermes_home);
             h.push("profiles");
             h.push(p);
@@ -231,7 +232,8 @@ impl Config {
 
     /// The slot of profile `p`: `$scandir/gateway-p`.
     pub fn slot_dir(&self, p: &str) -> PathBuf {
-        let mut s = PathBuf::with_capacity(self.scandir.as_os_str().len() + 10 + p.len());
+        let len = self.scandir.as_os_str().len() + "/gateway-".len() + p.len();
+        let mut s = PathBuf::with_capacity(len);
         s.push(&self.scandir);
         s.push("gateway-");
         s.as_mut_os_string().push(p);
@@ -242,7 +244,7 @@ impl Config {
     /// word. Unset: upstream's own command lines — `default` without `-p`, since the
     /// gateway's liveness check rejects ` -p ` for the root profile (SPEC §7).
     pub fn gateway_argv(&self, p: &str) -> Vec<String> {
-        self.gateway_cmd(p)
+        self.command_line(p)
             .split_ascii_whitespace()
             .map(|w| w.replace("{profile}", p))
             .collect()
@@ -251,7 +253,7 @@ impl Config {
     /// The program of P's gateway command: [`Config::gateway_argv`]'s first
     /// word, without building the others.
     pub fn gateway_program(&self, p: &str) -> Option<std::borrow::Cow<'_, str>> {
-        let w = self.gateway_cmd(p).split_ascii_whitespace().next()?;
+        let w = self.command_line(p).split_ascii_whitespace().next()?;
         Some(if w.contains("{profile}") {
             w.replace("{profile}", p).into()
         } else {
@@ -259,7 +261,8 @@ impl Config {
         })
     }
 
-    fn gateway_cmd(&self, p: &str) -> &str {
+    /// P's gateway command line, before it is split.
+    fn command_line(&self, p: &str) -> &str {
         match &self.gateway_cmd {
             Some(c) => c.as_str(),
             None if p == DEFAULT => "hermes gateway run --replace",

@@ -40,9 +40,16 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
 /// fits (every path a profile home or a slot uses), like std's own calls.
 /// A boot builds a thousand slots on a few threads, and musl's malloc has one
 /// lock for all of them: an allocation per call made them wait on each other.
+/// Made only by [`CPath::new`], which keeps what `Deref` relies on.
+pub struct CPath(Repr);
+
 #[allow(clippy::large_enum_variant)] // on the stack is its purpose
-pub enum CPath {
-    Inline { buf: [u8; CPATH_INLINE], len: usize },
+enum Repr {
+    /// `buf[..len]` holds no NUL, `buf[len]` is 0, `len < CPATH_INLINE`.
+    Inline {
+        buf: [u8; CPATH_INLINE],
+        len: usize,
+    },
     Heap(CString),
 }
 
@@ -52,32 +59,40 @@ pub const CPATH_INLINE: usize = 384;
 impl CPath {
     /// `bytes` as a C string (a NUL inside is EINVAL).
     pub fn new(bytes: &[u8]) -> io::Result<CPath> {
-        if bytes.contains(&0) {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
+        let nul = || io::Error::from(io::ErrorKind::InvalidInput);
         if bytes.len() >= CPATH_INLINE {
             return CString::new(bytes)
-                .map(CPath::Heap)
-                .map_err(|_| io::ErrorKind::InvalidInput.into());
+                .map(|c| CPath(Repr::Heap(c)))
+                .map_err(|_| nul());
+        }
+        if bytes.contains(&0) {
+            return Err(nul());
         }
         let mut buf = [0u8; CPATH_INLINE];
         buf[..bytes.len()].copy_from_slice(bytes);
-        Ok(CPath::Inline {
+        Ok(CPath(Repr::Inline {
             buf,
             len: bytes.len(),
-        })
+        }))
+    }
+
+    #[cfg(test)]
+    fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline { .. })
     }
 }
 
 impl std::ops::Deref for CPath {
     type Target = CStr;
     fn deref(&self) -> &CStr {
-        match self {
-            // SAFETY: `new` copied bytes without a NUL and left buf[len] = 0.
-            CPath::Inline { buf, len } => unsafe {
+        match &self.0 {
+            // SAFETY: `new` copied bytes without a NUL into a zeroed buffer
+            // at least one byte longer, so buf[len] is their only NUL; the
+            // fields are private, nothing else writes them.
+            Repr::Inline { buf, len } => unsafe {
                 CStr::from_bytes_with_nul_unchecked(&buf[..=*len])
             },
-            CPath::Heap(c) => c,
+            Repr::Heap(c) => c,
         }
     }
 }
@@ -441,12 +456,12 @@ mod tests {
     #[test]
     fn cpath_keeps_short_paths_on_the_stack_and_long_ones_whole() {
         let short = cpath(Path::new("/opt/data/profiles/coder")).unwrap();
-        assert!(matches!(short, CPath::Inline { .. }));
+        assert!(short.is_inline());
         assert_eq!(short.to_bytes(), b"/opt/data/profiles/coder");
         for n in [CPATH_INLINE - 1, CPATH_INLINE, 5000] {
             let long = "x".repeat(n);
             let c = CPath::new(long.as_bytes()).unwrap();
-            assert_eq!(matches!(c, CPath::Inline { .. }), n < CPATH_INLINE);
+            assert_eq!(c.is_inline(), n < CPATH_INLINE);
             assert_eq!(c.to_bytes(), long.as_bytes());
         }
         let mut long_nul = vec![b'y'; 500];
