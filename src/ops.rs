@@ -133,13 +133,15 @@ pub fn register(cfg: &Config, p: &Profile, start: bool) -> Result<()> {
             cfg.slot_dir(p).display()
         )));
     }
-    crate::scanner::check_room(cfg, slot::list(cfg)?.len(), p)?;
+    let room = crate::scanner::claim_room(cfg, p)?;
     let prev = if start {
         Some(set_desired(&cfg.home(p), "running")?)
     } else {
         None
     };
-    if let Err(e) = slot::publish(cfg, &Spec::new(cfg, p, start)) {
+    let published = slot::publish(cfg, &Spec::new(cfg, p, start));
+    drop(room);
+    if let Err(e) = published {
         if let Some(prev) = prev {
             restore_desired(&cfg.home(p), prev);
         }
@@ -293,8 +295,9 @@ fn ensure_slot(cfg: &Config, p: &str) -> Result<()> {
         if !cfg.is_real(p) {
             return Err(no_such(cfg, p));
         }
-        crate::scanner::check_room(cfg, slot::list(cfg)?.len(), p)?;
+        let room = crate::scanner::claim_room(cfg, p)?;
         slot::publish(cfg, &Spec::new(cfg, p, false))?;
+        drop(room);
         registered = true;
         eprintln!(
             "hermes-s6: registered the s6 gateway slot for profile '{}'",

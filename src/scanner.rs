@@ -3,7 +3,8 @@
 //! limit (default 1000 supervisors, 2 per slot: 500 profiles), so past it no
 //! gateway runs at all. `hermes-s6 svscan` execs s6-svscan with a limit made
 //! for `HERMES_S6_MAX_PROFILES`, and `register`/`reconcile` never publish
-//! more slots than that (the one rule: [`check_room`]).
+//! more slots than that (the one rule: [`check_room`], made under the
+//! scan directory's room lock by [`claim_room`]).
 
 use crate::error::{refused, Error, Result};
 use crate::profile::Config;
@@ -24,6 +25,15 @@ pub fn check_room(cfg: &Config, have: usize, p: &str) -> Result<()> {
         "profile '{}': not registered, the scanner supervises at most {} gateways and {} are registered (raise HERMES_S6_MAX_PROFILES)",
         p, cfg.max_profiles, have
     )))
+}
+
+/// Room for P's new slot, kept until the returned guard is dropped (after
+/// the publish): registers of different profiles never both take the last
+/// place. Refused (exit 1) when the scanner is full.
+pub fn claim_room(cfg: &Config, p: &str) -> Result<Option<crate::fsutil::Lock>> {
+    let room = crate::slot::room_lock(cfg)?;
+    check_room(cfg, crate::slot::list(cfg)?.len(), p)?;
+    Ok(room)
 }
 
 /// `hermes-s6 svscan SCANDIR`: exec s6-svscan on SCANDIR with room for

@@ -111,8 +111,22 @@ pub struct Turn {
     _all: crate::fsutil::Lock,
 }
 
-/// The scan directory's own lock (a dot-name: s6-svscan skips it).
+/// The right to add a slot, one adder at a time: the scanner's limit is a
+/// count over every slot, so counting them and publishing one more must be
+/// one step (see [`crate::scanner::claim_room`]). Taken inside P's turn;
+/// reconcile's turn ([`lock_all`]) keeps every adder out anyway. None where
+/// [`lock`] takes no turn either.
+pub fn room_lock(cfg: &Config) -> Result<Option<crate::fsutil::Lock>> {
+    match crate::fsutil::lock_exclusive(&cfg.scandir.join(ROOM_LOCK)) {
+        Ok(l) => Ok(Some(l)),
+        Err(_) if !writable(&cfg.scandir) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The scan directory's own locks (dot-names: s6-svscan skips them).
 const ALL_LOCK: &str = ".hermes-s6.lock";
+const ROOM_LOCK: &str = ".hermes-s6.room.lock";
 
 fn lock_path(cfg: &Config, p: &str) -> PathBuf {
     cfg.scandir.join(format!(".{}{}.lock", PREFIX, p))

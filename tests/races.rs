@@ -1,7 +1,8 @@
 //! Concurrent commands on one profile, against a real s6-svscan, hundreds of
 //! rounds: they take turns (P's lock), so a slot is never published half
 //! built, exactly one of two `register`s wins, and after `start` ‖ `stop`
-//! the saved intent agrees with s6.
+//! the saved intent agrees with s6. Registers of different profiles take
+//! turns for the scanner's last places.
 
 mod common;
 
@@ -42,6 +43,7 @@ fn junk(f: &Scandir) -> Vec<String> {
         .filter(|n| {
             n != ".s6-svscan"
                 && n != ".hermes-s6.lock"
+                && n != ".hermes-s6.room.lock"
                 && !(n.starts_with(".gateway-") && n.ends_with(".lock"))
         })
         .filter(|n| {
@@ -80,6 +82,44 @@ fn two_registers_of_one_profile_one_wins_the_slot_is_always_complete() {
         );
         assert_eq!(junk(&f), Vec::<String>::new(), "round {}", i);
         f.hs(&["unregister", "coder"]).ok();
+    }
+}
+
+#[test]
+fn registers_racing_for_the_last_places_never_pass_the_scanners_limit() {
+    let f = Scandir::new("race-room");
+    let names = ["aa", "bb", "cc", "dd", "ee", "ff"];
+    for p in names {
+        f.profile(p);
+    }
+    let n = rounds(60);
+    for i in 0..n {
+        // 6 registers at once, room for 3 slots
+        let all: Vec<Child> = names
+            .iter()
+            .map(|p| {
+                let mut c = f.command(&["register", p]);
+                c.env("HERMES_S6_MAX_PROFILES", "3");
+                c.stdout(Stdio::piped()).stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        let outs: Vec<Out> = all.into_iter().map(finish).collect();
+        let won = outs.iter().filter(|o| o.code == 0).count();
+        let listed = f.hs(&["list"]).ok().stdout.lines().count();
+        assert_eq!((won, listed), (3, 3), "round {}: {:?}", i, outs);
+        for o in outs.iter().filter(|o| o.code != 0) {
+            assert_eq!(o.code, 1, "round {}: {:?}", i, o);
+            assert!(
+                o.stderr.contains("at most 3 gateways"),
+                "round {}: {:?}",
+                i,
+                o
+            );
+        }
+        for p in names {
+            f.hs(&["unregister", p]).ok();
+        }
     }
 }
 
