@@ -424,6 +424,29 @@ fn seed_supervise(dir: &Dir) -> Result<()> {
     dir.subdir("event", 0o3730).map(|_| ())
 }
 
+/// One `KEY="value"` line of `data/env` for execline's `envfile`: the value
+/// double-quoted, `\` and `"` escaped, control characters as three-digit
+/// octal escapes. Unquoted, envfile parsed a gateway command holding a
+/// backslash or a quote (`--name="x y"`) itself: a syntax error in every
+/// run, finish and log script of the slot, or other words than configured.
+fn envfile_line(key: &str, value: &str) -> String {
+    let mut s = String::with_capacity(key.len() + value.len() + 6);
+    s.push_str(key);
+    s.push_str("=\"");
+    for c in value.chars() {
+        match c {
+            '\\' | '"' => {
+                s.push('\\');
+                s.push(c);
+            }
+            c if c.is_ascii_control() => s.push_str(&format!("\\{:03o}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push_str("\"\n");
+    s
+}
+
 /// The template's `data/env` for each readiness mode.
 fn env_file(r: Readiness) -> &'static str {
     match r {
@@ -493,18 +516,24 @@ impl<'a> Builder<'a> {
             // which is how HERMES_GATEWAY_CMD is read (split on whitespace).
             // Always written: empty (upstream's command lines) still wins
             // over a value the container gets later.
-            env: format!(
-                "HERMES_HOME={}\nHERMES_S6_SCANDIR={}\nHERMES_S6_SHEBANGDIR={}\nHERMES_GATEWAY_CMD={}\n",
-                cfg.hermes_home.display(),
-                cfg.scandir.display(),
-                cfg.shebangdir.display(),
-                cfg.gateway_cmd
-                    .as_deref()
-                    .unwrap_or("")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
+            env: [
+                envfile_line("HERMES_HOME", &cfg.hermes_home.display().to_string()),
+                envfile_line("HERMES_S6_SCANDIR", &cfg.scandir.display().to_string()),
+                envfile_line(
+                    "HERMES_S6_SHEBANGDIR",
+                    &cfg.shebangdir.display().to_string(),
+                ),
+                envfile_line(
+                    "HERMES_GATEWAY_CMD",
+                    &cfg.gateway_cmd
+                        .as_deref()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            ]
+            .concat(),
             seed: needs_seeding(cfg),
             // (a probe that fails — EACCES… — counts as a scanner listening:
             // never build in place unless certainly nobody can see it)
@@ -558,7 +587,7 @@ impl<'a> Builder<'a> {
                 t.file("notification-fd", fd.as_bytes(), 0o644)?;
                 t.file("down", b"", 0o644)?;
                 for r in [Readiness::State, Readiness::Up, Readiness::Fd] {
-                    let env = format!("{}{}={}\n", self.env, ready::ENV, r.as_str());
+                    let env = format!("{}{}", self.env, envfile_line(ready::ENV, r.as_str()));
                     t.file(env_file(r), env.as_bytes(), 0o644)?;
                 }
                 Ok(t)
@@ -832,6 +861,17 @@ mod tests {
         assert_eq!(leftover_of(".gateway-Bad.tmp").as_deref(), None);
         assert_eq!(leftover_of("gateway-coder").as_deref(), None);
         assert_eq!(profile_of("s6-linux-init-shutdownd").as_deref(), None);
+    }
+
+    #[test]
+    fn envfile_lines_quote_what_envfile_would_otherwise_parse() {
+        assert_eq!(envfile_line("K", ""), "K=\"\"\n");
+        assert_eq!(envfile_line("K", "gw plain"), "K=\"gw plain\"\n");
+        assert_eq!(
+            envfile_line("K", r#"--name="x y" a\b"#),
+            r#"K="--name=\"x y\" a\\b""#.to_string() + "\n"
+        );
+        assert_eq!(envfile_line("K", "c\u{1}d\u{7f}é"), "K=\"c\\001d\\177é\"\n");
     }
 
     #[test]

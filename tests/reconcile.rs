@@ -516,7 +516,10 @@ fn every_slot_has_run_finish_log_run_and_timeout_kill() {
     // The gateway command is recorded in the slot, as configured.
     let env = fs::read_to_string(f.slot("default").join("data/env")).unwrap();
     assert!(
-        env.contains(&format!("\nHERMES_GATEWAY_CMD={} plain\n", f.gw.display())),
+        env.contains(&format!(
+            "\nHERMES_GATEWAY_CMD=\"{} plain\"\n",
+            f.gw.display()
+        )),
         "{}",
         env
     );

@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{alive, have_s6, procs_with_cwd_under, Scandir, TIMEOUT_KILL_MS};
+use common::{alive, have_s6, poll, procs_with_cwd_under, Scandir, TIMEOUT_KILL_MS};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 fn coder(tag: &str) -> Scandir {
@@ -211,6 +212,43 @@ fn run_execs_so_s6_pid_is_the_recorded_pid_and_env_is_set() {
         assert_eq!(get("HERMES_S6_SUPERVISED_CHILD"), "1");
         assert_eq!(get("HERMES_SUPERVISED_CHILD"), "1");
     }
+}
+
+#[test]
+fn a_gateway_command_with_quotes_and_backslashes_runs_with_exactly_its_words() {
+    if !have_s6() {
+        return;
+    }
+    let mut f = Scandir::started("cmd-words");
+    // a gateway that writes down its arguments, one per line
+    let gw = f.root.join("argv-gw");
+    let out = f.root.join("argv");
+    fs::write(
+        &gw,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.tmp && mv {0}.tmp {0}\nexec sleep 100000\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&gw, fs::Permissions::from_mode(0o755)).unwrap();
+    let words = [r#"--name="x y""#, r"a\b", "'q'", "c\u{1}d", "{profile}"];
+    f.set_env(
+        "HERMES_GATEWAY_CMD",
+        &format!("{} {}", gw.display(), words.join(" ")),
+    );
+    f.hs(&["register", "default", "--start"]).ok();
+    assert!(
+        poll(Duration::from_secs(10), || out.is_file()),
+        "the gateway never ran: {}",
+        f.hs(&["status", "default"]).stdout
+    );
+    let got = fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        got.lines().collect::<Vec<_>>(),
+        [r#"--name="x"#, r#"y""#, r"a\b", "'q'", "c\u{1}d", "default"],
+        "split on whitespace only, every other byte as configured"
+    );
 }
 
 #[test]
