@@ -1,5 +1,6 @@
 //! Wall-clock time and ISO-8601 UTC stamps, by civil-from-days arithmetic (no libc localtime:
-//! the container's TZ must not change what is written, and a static binary has no zoneinfo).
+//! the container's TZ must not change what the state files and markers say). The boot log
+//! alone is in local time, as upstream writes it.
 
 /// Now, from CLOCK_REALTIME: (seconds since the epoch, nanoseconds).
 pub fn now() -> (i64, u32) {
@@ -17,12 +18,33 @@ pub fn iso_utc(secs: i64) -> String {
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", y, mo, d, h, mi, s)
 }
 
-/// `2026-08-01T10:05:00+0000` (strftime `%Y-%m-%dT%H:%M:%S%z` in UTC), for the boot log.
+/// `2026-08-01T12:05:00+0200`, for the boot log: strftime
+/// `%Y-%m-%dT%H:%M:%S%z` in the local time zone, as upstream's
+/// `time.strftime` writes it (`+0000` in a container without `TZ` or
+/// /etc/localtime).
 pub fn boot_log_stamp(secs: i64) -> String {
-    let (y, mo, d, h, mi, s) = split(secs);
+    stamp_at_offset(secs, crate::sys::utc_offset(secs).unwrap_or(0))
+}
+
+/// [`boot_log_stamp`] at `offset` seconds east of UTC.
+pub fn stamp_at_offset(secs: i64, offset: i64) -> String {
+    let (y, mo, d, h, mi, s) = split(secs.saturating_add(offset));
+    let (sign, off) = if offset < 0 {
+        ('-', -offset)
+    } else {
+        ('+', offset)
+    };
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+0000",
-        y, mo, d, h, mi, s
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}{:02}{:02}",
+        y,
+        mo,
+        d,
+        h,
+        mi,
+        s,
+        sign,
+        off / 3600,
+        off / 60 % 60
     )
 }
 
@@ -162,8 +184,17 @@ mod tests {
     }
 
     #[test]
-    fn boot_log_stamp_uses_numeric_utc_offset() {
-        assert_eq!(boot_log_stamp(1_785_578_700), "2026-08-01T10:05:00+0000");
+    fn boot_log_stamp_is_local_time_with_a_numeric_offset() {
+        assert_eq!(
+            stamp_at_offset(1_785_578_700, 0),
+            "2026-08-01T10:05:00+0000"
+        );
+        assert_eq!(
+            stamp_at_offset(1_785_578_700, 19_800),
+            "2026-08-01T15:35:00+0530"
+        );
+        assert_eq!(stamp_at_offset(0, -18_000), "1969-12-31T19:00:00-0500");
+        assert_eq!(stamp_at_offset(0, -1_800), "1969-12-31T23:30:00-0030");
     }
 
     #[test]
@@ -229,7 +260,13 @@ mod tests {
     fn format_then_parse_round_trips() {
         for t in [0, 1, 59, 86_399, 1_785_578_700, 253_402_300_799] {
             assert_eq!(parse_iso_utc(&iso_utc(t)), Some(t));
-            assert_eq!(parse_iso_utc(&boot_log_stamp(t)), Some(t));
+            assert_eq!(parse_iso_utc(&stamp_at_offset(t, 0)), Some(t));
+            if (86_400..253_402_214_400).contains(&t) {
+                // (local dates of years 1970 to 9999)
+                for off in [3_600, -34_200, 50_400] {
+                    assert_eq!(parse_iso_utc(&stamp_at_offset(t, off)), Some(t));
+                }
+            }
         }
     }
 

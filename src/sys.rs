@@ -309,6 +309,23 @@ pub fn exists(pid: u32) -> bool {
         .map_or_else(|e| e.raw_os_error() == Some(libc::EPERM), |_| true)
 }
 
+/// The local time zone's offset from UTC at `secs`, in seconds east, as
+/// localtime_r(3) says: `TZ` (a POSIX rule, or a zone under
+/// /usr/share/zoneinfo), else /etc/localtime, else UTC. None when it cannot
+/// tell (a time out of range).
+// (libc marks musl's time_t deprecated for 32-bit targets, where it is to
+// become 64-bit; both targets here are 64-bit, where it already is)
+#[allow(deprecated)]
+pub fn utc_offset(secs: i64) -> Option<i64> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: all-zero is a valid `tm` (integers and a null tm_zone pointer).
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to a time_t and a tm we own.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    #[allow(clippy::useless_conversion)] // c_long is 32-bit on some targets
+    (!r.is_null()).then(|| i64::from(tm.tm_gmtoff))
+}
+
 /// CLOCK_REALTIME: seconds and nanoseconds since the epoch.
 pub fn realtime() -> (i64, u32) {
     let mut ts = libc::timespec {

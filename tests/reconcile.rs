@@ -236,7 +236,11 @@ fn boot_log_has_one_line_per_profile_with_one_timestamp() {
     let b = ts.as_bytes();
     assert_eq!(ts.len(), 24, "{}", ts);
     assert!(b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':');
-    assert!(ts.ends_with("+0000"), "{}", ts);
+    assert!(
+        matches!(b[19], b'+' | b'-') && b[20..].iter().all(u8::is_ascii_digit),
+        "{}",
+        ts
+    );
     assert_eq!(
         lines,
         vec![
@@ -258,6 +262,28 @@ fn boot_log_has_one_line_per_profile_with_one_timestamp() {
     reconcile(&f);
     let log = fs::read_to_string(f.home.join("logs/container-boot.log")).unwrap();
     assert_eq!(log.lines().count(), 6);
+}
+
+#[test]
+fn the_boot_log_is_in_local_time_as_upstreams_strftime_writes_it() {
+    let f = Scandir::new("bootlog-tz");
+    // POSIX rules: no zone database needed
+    for (tz, offset) in [("UTC0", "+0000"), ("IST-5:30", "+0530"), ("EST5", "-0500")] {
+        f.hs_env(&[("TZ", tz)], &["reconcile"]).ok();
+        let log = fs::read_to_string(f.home.join("logs/container-boot.log")).unwrap();
+        let line = log.lines().last().unwrap();
+        let ts = line.split(' ').next().unwrap();
+        assert!(ts.ends_with(offset), "TZ={}: {}", tz, line);
+        // local time with its offset: the same instant as now
+        let t = hermes_s6::clock::parse_iso_utc(ts).unwrap();
+        let now = hermes_s6::clock::now_secs();
+        assert!(
+            (now - 60..=now).contains(&t),
+            "TZ={}: {} is not now",
+            tz,
+            ts
+        );
+    }
 }
 
 #[test]
