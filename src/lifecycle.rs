@@ -581,11 +581,11 @@ pub fn finish(cfg: &Config, p: &Profile, code: i32, _signal: i32) -> Result<i32>
         lease::forget_standby(&slot);
         let _ = Tally::clear(&slot);
         let _ = ready::consume(&slot, None);
-        eprintln!(
-            "hermes-s6: profile '{}': deleted ({} has no SOUL.md): gateway parked, not restarting",
+        warn(format_args!(
+            "profile '{}': deleted ({} has no SOUL.md): gateway parked, not restarting",
             p,
             home.display()
-        );
+        ));
         return Ok(NO_RESTART);
     }
     let slot = own_slot(cfg, p);
@@ -698,10 +698,11 @@ pub fn finish(cfg: &Config, p: &Profile, code: i32, _signal: i32) -> Result<i32>
         ));
     }
     if verdict.exit == NO_RESTART {
-        eprintln!(
-            "hermes-s6: profile '{}': gateway parked ({}), not restarting",
+        // a warning: s6 will not bring it back by itself
+        warn(format_args!(
+            "profile '{}': gateway parked ({}), not restarting",
             p, verdict.exit_reason
-        );
+        ));
     }
     Ok(verdict.exit)
 }

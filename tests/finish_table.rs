@@ -187,6 +187,14 @@ fn marker(f: &Scandir, pid: u32, start: u64, age_secs: i64, action: Option<&str>
 fn finish(f: &Scandir, code: &str, sig: &str) -> (i32, String, String) {
     let o = f.hs(&["finish", "coder", code, sig]);
     assert!(o.code == 0 || o.code == 125, "{:?}", o);
+    // a park is said, as a warning (s6 will not bring it back by itself)
+    assert_eq!(
+        o.stderr
+            .contains("hermes-s6: warning: profile 'coder': gateway parked ("),
+        o.code == 125,
+        "{:?}",
+        o
+    );
     assert!(
         !f.marker("coder").exists(),
         "finish must always delete the marker"
