@@ -279,7 +279,7 @@ pub fn main(args: Vec<OsString>) -> Result<i32> {
             };
             let targets = match profile {
                 Some(p) => vec![p],
-                None => ops::all(&cfg, verb == "start")?,
+                None => ops::all(&cfg, verb == "start", verb != "stop")?,
             };
             let mut worst = 0;
             for p in targets {

@@ -106,7 +106,7 @@ fn lifecycle_cmd(cfg: &Config, c: &Command, a: &Args) -> Result<i32> {
             return Err(usage(format!("{}: --all takes no profile", cmd)));
         }
         let mut worst = 0;
-        for p in ops::all(cfg, c.id == Id::Start)? {
+        for p in ops::all(cfg, c.id == Id::Start, c.id != Id::Stop)? {
             if let Err(e) = f(cfg, &p, w) {
                 report(&e);
                 worst = worst.max(e.exit_code());

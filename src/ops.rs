@@ -14,7 +14,7 @@ use crate::fsutil;
 use crate::lease::{self, Holder};
 use crate::lifecycle::Tally;
 use crate::marker;
-use crate::profile::{Config, Profile};
+use crate::profile::{Config, Profile, Reality};
 use crate::slot::{self, Spec};
 use crate::state::{self, State};
 use crate::svstat::{self, Status};
@@ -48,6 +48,17 @@ fn no_such(cfg: &Config, p: &str) -> Error {
         p,
         cfg.scandir.display(),
         cfg.home(p).display()
+    ))
+}
+
+/// A slot whose profile was deleted: its gateway is not brought up (`run`
+/// would refuse it), and there is no home to write an intent into.
+fn gone(cfg: &Config, p: &str) -> Error {
+    refused(format!(
+        "profile '{}' no longer exists ({} has no SOUL.md): not starting its gateway (`hermes-s6 unregister {}` removes its slot)",
+        p,
+        cfg.home(p).display(),
+        p
     ))
 }
 
@@ -376,8 +387,12 @@ fn begin_running(
 ) -> Result<(Option<slot::Turn>, std::path::PathBuf, Snapshot)> {
     let turn = slot::lock(cfg, p)?;
     let home = cfg.home(p);
-    if !slot::is_registered(cfg, p) && !cfg.is_real(p) {
-        return Err(no_such(cfg, p));
+    match (cfg.reality(p), slot::is_registered(cfg, p)) {
+        (Reality::Real, _) => {}
+        (Reality::Gone, true) => return Err(gone(cfg, p)),
+        // unreadable: the state write below says what is wrong
+        (Reality::Unknown(_), true) => {}
+        (_, false) => return Err(no_such(cfg, p)),
     }
     let prev = set_desired(&home, "running")?;
     Ok((turn, home, prev))
@@ -555,9 +570,20 @@ pub fn restart(cfg: &Config, p: &Profile, w: Wait) -> Result<()> {
 }
 
 /// Targets of `--all`: `start` takes every registered or real profile (so a
-/// new profile comes up too); `stop`/`restart` every registered slot.
-pub fn all(cfg: &Config, include_real: bool) -> Result<Vec<Profile>> {
+/// new profile comes up too); `stop`/`restart` every registered slot. What
+/// comes up (`up`: start, restart) skips, with a warning, the slots of
+/// deleted profiles: nothing can bring them up.
+pub fn all(cfg: &Config, include_real: bool, up: bool) -> Result<Vec<Profile>> {
     let mut v = slot::list(cfg)?;
+    if up {
+        v.retain(|p| {
+            let deleted = matches!(cfg.reality(p), Reality::Gone);
+            if deleted {
+                warn(format_args!("skipping {}", gone(cfg, p).message()));
+            }
+            !deleted
+        });
+    }
     if include_real {
         for p in crate::reconcile::real_profiles(cfg, true)? {
             if !v.contains(&p) {

@@ -593,6 +593,42 @@ fn stop_after_the_scanner_died_is_refused_and_restores_desired_state() {
 }
 
 #[test]
+fn start_of_a_deleted_profiles_slot_is_refused_and_start_all_skips_it() {
+    if !have_s6() {
+        return;
+    }
+    let f = coder("start-deleted");
+    f.hs(&["register", "coder"]).ok();
+    fs::remove_dir_all(f.home_of("coder")).unwrap();
+    for verb in ["start", "restart"] {
+        let o = f.hs(&[verb, "coder"]).code(1);
+        assert!(
+            o.stderr.contains("profile 'coder' no longer exists") && !o.stderr.contains("unable"),
+            "{}: {}",
+            verb,
+            o.stderr
+        );
+    }
+    assert!(
+        !f.home_of("coder").exists(),
+        "nothing written for a deleted profile"
+    );
+    // --all: every other profile comes up, the deleted one is said and skipped
+    for verb in ["start", "restart"] {
+        let o = f.hs(&[verb, "--all", "--wait"]).ok();
+        assert!(
+            o.stderr
+                .contains("warning: skipping profile 'coder' no longer exists"),
+            "{}: {}",
+            verb,
+            o.stderr
+        );
+        assert!(f.s6("default").unwrap().up, "{}", verb);
+    }
+    assert!(!f.home_of("coder").exists());
+}
+
+#[test]
 fn start_of_a_real_profile_without_slot_registers_it() {
     if !have_s6() {
         return;
