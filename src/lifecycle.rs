@@ -128,9 +128,10 @@ pub fn classify(code: i32, d: Death) -> Verdict {
     let cause = match d.marker_action {
         Some(Some("restart")) => Cause::OperatorRestart,
         Some(_) => Cause::OperatorStop,
-        // Whatever it exits with: it was told to go (the hermes gateway exits
-        // 1, or 0 when the signal lands during its startup).
-        None if d.wanted_down => Cause::Shutdown,
+        // A non-zero exit after s6 was asked down without a marker: it was
+        // told to go (the hermes gateway exits 1; SPEC §7). Exit 0 stays a
+        // deliberate exit (§3.3's table), its desired_state untouched.
+        None if d.wanted_down && code != 0 => Cause::Shutdown,
         // Died before it said it was ready, however: still starting.
         None if d.never_ready && !matches!(code, 0 | EXIT_CONFIG | EXIT_RESTART) => {
             Cause::StartupFailure
@@ -858,10 +859,9 @@ mod tests {
     }
 
     #[test]
-    fn any_death_after_an_unmarked_down_is_a_shutdown_not_a_crash() {
-        // the hermes gateway exits 1 on a SIGTERM without a marker (SPEC §7),
-        // 0 when it lands during its startup
-        for code in [1, 2, 256, 0, 75, 78] {
+    fn a_non_zero_death_after_an_unmarked_down_is_a_shutdown_not_a_crash() {
+        // the hermes gateway exits 1 on a SIGTERM without a marker (SPEC §7)
+        for code in [1, 2, 256, 75, 78] {
             let v = classify(code, asked_down());
             assert_eq!(v.cause, Cause::Shutdown, "code {}", code);
             assert_eq!(
@@ -873,6 +873,22 @@ mod tests {
                 "a shutdown never feeds the crash count"
             );
         }
+    }
+
+    #[test]
+    fn exit_0_after_an_unmarked_down_is_a_deliberate_exit() {
+        // SPEC §3.3: exit 0 without a marker is `stopped`, 125; §7's shutdown
+        // rule is for non-zero exits
+        let v = classify(0, asked_down());
+        assert_eq!(
+            (v.cause, v.gateway_state, v.exit),
+            (Cause::CleanExit, "stopped", 125)
+        );
+        let d = Death {
+            clean_exit_restarts: true,
+            ..asked_down()
+        };
+        assert_eq!(classify(0, d).cause, Cause::CleanExitRespawn);
     }
 
     #[test]
