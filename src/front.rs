@@ -120,7 +120,7 @@ pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Ro
             let supervised = env("HERMES_S6_SUPERVISED_CHILD").as_deref() == Some("1");
             if supervised
                 || rest[2..].iter().any(|a| a == "--no-supervise")
-                || profile::truthy(env("HERMES_GATEWAY_NO_SUPERVISE").as_deref())
+                || profile::no_supervise(env("HERMES_GATEWAY_NO_SUPERVISE").as_deref())
             {
                 Ok(Route::Upstream)
             } else {

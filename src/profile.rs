@@ -103,8 +103,21 @@ const BUILD_SHEBANGDIR: &str = match option_env!("HERMES_S6_SHEBANGDIR") {
     None => "/command",
 };
 
-/// Upstream's yes for a flag variable: `1`, `true` or `yes`, any case.
+/// Upstream's yes for a flag variable (`is_truthy_value`, utils.py): `1`,
+/// `true`, `yes` or `on`, any case, surrounding whitespace ignored.
 pub fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// `HERMES_GATEWAY_NO_SUPERVISE` as upstream itself tests it
+/// (container_boot.py, gateway.py): `1`, `true` or `yes`, any case, as is —
+/// narrower than [`truthy`], and the same trigger is the point.
+pub fn no_supervise(v: Option<&str>) -> bool {
     v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
@@ -486,6 +499,20 @@ mod tests {
             ),
             other => panic!("{:?} accepted: {:?}", name, other),
         }
+    }
+
+    #[test]
+    fn flags_are_read_as_upstream_reads_them() {
+        for yes in ["1", "true", "YES", "on", " On\n", "\ttrue "] {
+            assert!(truthy(Some(yes)), "{:?}", yes);
+        }
+        for no in ["", "0", "no", "off", "y", "2", "true!"] {
+            assert!(!truthy(Some(no)), "{:?}", no);
+        }
+        assert!(!truthy(None));
+        // HERMES_GATEWAY_NO_SUPERVISE: upstream's own narrower test
+        assert!(no_supervise(Some("Yes")) && no_supervise(Some("1")));
+        assert!(!no_supervise(Some("on")) && !no_supervise(Some(" 1")) && !no_supervise(None));
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub fn real_profiles(cfg: &Config, warnings: bool) -> Result<Vec<Profile>> {
 /// `HERMES_GATEWAY_NO_SUPERVISE=1|true|yes` turns it off. Returns whether it
 /// seeded.
 pub fn seed_legacy(cfg: &Config, p: &str) -> Result<bool> {
-    if profile::env_truthy("HERMES_GATEWAY_NO_SUPERVISE") {
+    if profile::no_supervise(std::env::var("HERMES_GATEWAY_NO_SUPERVISE").ok().as_deref()) {
         return Ok(false);
     }
     let home = cfg.home(p);
