@@ -9,10 +9,13 @@
 //! |---|---|
 //! | `hermes [-p P] gateway start\|stop\|restart [--all] [--wait] [--timeout MS]` | `hermes-s6 start\|stop\|restart P\|--all` |
 //! | `hermes [-p P] gateway status [--all]` | `hermes-s6 status [P]` |
-//! | `hermes [-p P] gateway run …` not under supervision | seed P's intent like upstream's boot, then stay alive (a container's main command) |
+//! | `hermes [-p P] gateway [run …]` not under supervision | seed P's intent like upstream's boot, then stay alive (a container's main command) |
 //! | `hermes profile create P …` | upstream's, then `register P` (down) |
 //! | `hermes profile delete P …` | `unregister P`, upstream's, and the slot back if P survived |
 //! | anything else, and `gateway run` under supervision | upstream's CLI, exec'd |
+//!
+//! P is found as upstream finds it: `-p`/`--profile` anywhere before `--`,
+//! else the sticky `active_profile`, else `default`.
 
 use crate::error::{usage, warn, Error, Result};
 use crate::ops::{self, Wait};
@@ -60,43 +63,103 @@ fn first_positional<'a>(args: &'a [String], with_value: &[&str]) -> Option<&'a s
     None
 }
 
-/// Decide what `hermes ARGS` is. `env` reads the environment (tests pass
-/// their own). Names that are not valid profile names go to upstream, which
-/// says what is wrong with them in its own words.
-pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Route> {
+/// `-p P`, `--profile P` or `--profile=P` anywhere before `--`, as
+/// upstream's `_apply_profile_override` finds it ("historically this worked
+/// even after the subcommand"): the name, and the words without it.
+fn take_profile(args: &[String]) -> (Option<String>, Vec<String>) {
+    let mut rest = Vec::with_capacity(args.len());
+    let mut name = None;
     let mut i = 0;
-    let mut p: Option<String> = None;
     while i < args.len() {
         let a = &args[i];
-        if a == "-p" || a == "--profile" {
-            p = args.get(i + 1).cloned();
-            i += 2;
-        } else if let Some(v) = a.strip_prefix("--profile=") {
-            p = Some(v.to_string());
-            i += 1;
-        } else {
+        if a == "--" {
+            rest.extend_from_slice(&args[i..]);
             break;
         }
+        if name.is_none() && (a == "-p" || a == "--profile") && i + 1 < args.len() {
+            name = Some(args[i + 1].clone());
+            i += 2;
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--profile=").filter(|_| name.is_none()) {
+            name = Some(v.to_string());
+        } else {
+            rest.push(a.clone());
+        }
+        i += 1;
     }
-    let rest = &args[i.min(args.len())..];
-    // (None: not a valid name, which upstream then reports)
-    let target = Profile::parse(p.as_deref().unwrap_or(DEFAULT)).ok();
-    match (
-        rest.first().map(String::as_str),
-        rest.get(1).map(String::as_str),
-        target,
-    ) {
-        (Some("gateway"), Some(verb @ ("start" | "stop" | "restart")), Some(target)) => {
+    (name, rest)
+}
+
+/// Decide what `hermes ARGS` is. `env` reads the environment, `active` the
+/// sticky profile of `hermes profile use` (tests pass their own). Names that
+/// are not valid profile names go to upstream, which says what is wrong
+/// with them in its own words.
+pub fn route(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+    active: impl FnOnce() -> Option<String>,
+) -> Result<Route> {
+    let (explicit, rest) = take_profile(args);
+    let supervised = env("HERMES_S6_SUPERVISED_CHILD").is_some_and(|v| !v.is_empty());
+    // No flag: upstream's sticky profile (`active_profile`), except in the
+    // supervised gateway itself, whose slot fixes its profile.
+    let named = explicit.or_else(|| if supervised { None } else { active() });
+    match rest.first().map(String::as_str) {
+        // (not a valid name: upstream reports it in its own words)
+        Some("gateway") => match Profile::parse(named.as_deref().unwrap_or(DEFAULT)) {
+            Ok(target) => gateway(&rest[1..], target, named.is_some(), supervised, &env),
+            Err(_) => Ok(Route::Upstream),
+        },
+        Some("profile") => {
+            let verb = rest.get(1).map(String::as_str);
+            let opts: &[&str] = if verb == Some("create") {
+                &["--clone-from", "--description"]
+            } else {
+                &[]
+            };
+            let name = first_positional(rest.get(2..).unwrap_or_default(), opts);
+            match (verb, name.map(Profile::parse)) {
+                (Some("create"), Some(Ok(n))) if n != DEFAULT => Ok(Route::ProfileCreate(n)),
+                (Some("delete"), Some(Ok(n))) if n != DEFAULT => Ok(Route::ProfileDelete(n)),
+                _ => Ok(Route::Upstream),
+            }
+        }
+        _ => Ok(Route::Upstream),
+    }
+}
+
+/// `hermes gateway …` (after the profile flag): upstream's parser takes
+/// `--accept-hooks` before the verb, and no verb means `run`.
+fn gateway(
+    args: &[String],
+    target: Profile,
+    named: bool,
+    supervised: bool,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Route> {
+    let at = args.iter().take_while(|a| *a == "--accept-hooks").count();
+    let verb = args.get(at).map_or("run", String::as_str);
+    let opts = args.get(at + 1..).unwrap_or_default();
+    match verb {
+        "start" | "stop" | "restart" => {
             let mut all = false;
             let mut wait = false;
             let mut timeout = None;
-            let mut it = rest[2..].iter();
+            let mut it = opts.iter();
             while let Some(o) = it.next() {
                 match o.as_str() {
                     "--all" => all = true,
                     "--wait" => wait = true,
                     "--timeout" => timeout = it.next().map(String::as_str).map(ms).transpose()?,
                     o if o.starts_with("--timeout=") => timeout = Some(ms(&o[10..])?),
+                    // upstream's: one supervisor here, whatever scope is asked
+                    "--system" => {}
+                    // upstream's hidden compatibility flag, ignored there too
+                    "--platform" if verb != "stop" => {
+                        it.next();
+                    }
+                    o if verb != "stop" && o.starts_with("--platform=") => {}
                     o => {
                         return Err(usage(format!(
                             "gateway {}: '{}' is not supported under hermes-s6 (--all, --wait, --timeout MS)",
@@ -112,14 +175,15 @@ pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Ro
                 timeout,
             })
         }
-        (Some("gateway"), Some("status"), Some(target)) => {
-            let all = rest[2..].iter().any(|a| a == "--all");
-            Ok(Route::Status((!all && p.is_some()).then_some(target)))
+        "status" => {
+            // (--deep, --full, --system, --platform: upstream's display and
+            // scope options; every profile's line says it all here)
+            let all = opts.iter().any(|a| a == "--all");
+            Ok(Route::Status((!all && named).then_some(target)))
         }
-        (Some("gateway"), Some("run"), Some(target)) => {
-            let supervised = env("HERMES_S6_SUPERVISED_CHILD").as_deref() == Some("1");
+        "run" => {
             if supervised
-                || rest[2..].iter().any(|a| a == "--no-supervise")
+                || opts.iter().any(|a| a == "--no-supervise")
                 || profile::no_supervise(env("HERMES_GATEWAY_NO_SUPERVISE").as_deref())
             {
                 Ok(Route::Upstream)
@@ -127,23 +191,19 @@ pub fn route(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Ro
                 Ok(Route::RunInForeground(target))
             }
         }
-        (Some("profile"), Some(verb @ ("create" | "delete")), _) => {
-            let opts: &[&str] = if verb == "create" {
-                &["--clone-from", "--description"]
-            } else {
-                &[]
-            };
-            match first_positional(&rest[2..], opts) {
-                Some(n) if n != DEFAULT => match Profile::parse(n) {
-                    Ok(n) if verb == "create" => Ok(Route::ProfileCreate(n)),
-                    Ok(n) => Ok(Route::ProfileDelete(n)),
-                    Err(_) => Ok(Route::Upstream),
-                },
-                _ => Ok(Route::Upstream),
-            }
-        }
         _ => Ok(Route::Upstream),
     }
+}
+
+/// The sticky profile `hermes profile use P` left in `$HERMES_HOME/active_profile`
+/// (None for none, empty or `default`), read as upstream reads it — never
+/// through a link, 4 KiB at most.
+fn active_profile(cfg: &Config) -> Option<String> {
+    let bytes = crate::fsutil::read_file(&cfg.hermes_home.join("active_profile"), 4096)
+        .ok()
+        .flatten()?;
+    let name = String::from_utf8(bytes).ok()?.trim().to_string();
+    (!name.is_empty() && name != DEFAULT).then_some(name)
 }
 
 fn ms(v: &str) -> Result<u64> {
@@ -253,11 +313,15 @@ pub fn main(args: Vec<OsString>) -> Result<i32> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let route = route(&words, |k| std::env::var(k).ok())?;
     // Upstream's image shim runs its CLI as the hermes user unless told
-    // otherwise; so does this front, and hermes-s6's own work never needs root.
+    // otherwise; so does this front, and hermes-s6's own work never needs
+    // root. Dropped before the sticky profile is read: that file is hermes'.
     let as_root = profile::env_truthy("HERMES_DOCKER_EXEC_AS_ROOT");
-    if route != Route::Upstream || !as_root {
+    if !as_root {
+        profile::drop_privileges(&cfg)?;
+    }
+    let route = route(&words, |k| std::env::var(k).ok(), || active_profile(&cfg))?;
+    if as_root && route != Route::Upstream {
         profile::drop_privileges(&cfg)?;
     }
     match route {
@@ -297,6 +361,16 @@ pub fn main(args: Vec<OsString>) -> Result<i32> {
         Route::RunInForeground(p) => run_in_foreground(&cfg, &p),
         Route::ProfileCreate(p) => {
             let rc = upstream(&args).status()?;
+            // Upstream's own create hook publishes its slot where it can (a
+            // root layout's /run/service is writable by hermes): none of
+            // run/finish would be hermes-s6's. Replaced by ours.
+            if rc == 0 && cfg.is_real(&p) && slot::is_foreign(&cfg, &p) {
+                warn(format_args!(
+                    "profile '{}': replacing the s6 slot upstream's hook made with hermes-s6's",
+                    p
+                ));
+                ops::unregister(&cfg, &p, Wait::default())?;
+            }
             if rc == 0 && cfg.is_real(&p) && !slot::is_registered(&cfg, &p) {
                 ops::register(&cfg, &p, false)?;
                 eprintln!(
@@ -368,12 +442,21 @@ mod tests {
     }
 
     fn r_env(line: &str, env: &[(&str, &str)]) -> Route {
+        r_full(line, env, None)
+    }
+
+    /// With `active`: the sticky profile of `hermes profile use`.
+    fn r_full(line: &str, env: &[(&str, &str)], active: Option<&str>) -> Route {
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-        route(&args, |k| {
-            env.iter()
-                .find(|(a, _)| *a == k)
-                .map(|(_, v)| v.to_string())
-        })
+        route(
+            &args,
+            |k| {
+                env.iter()
+                    .find(|(a, _)| *a == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            || active.map(String::from),
+        )
         .unwrap()
     }
 
@@ -418,8 +501,82 @@ mod tests {
 
     #[test]
     fn unknown_options_of_the_verbs_are_bad_usage_not_silently_dropped() {
-        let args: Vec<String> = ["gateway", "stop", "--system"].map(String::from).into();
-        assert_eq!(route(&args, |_| None).unwrap_err().exit_code(), 100);
+        for line in ["gateway stop --bogus", "gateway stop --platform telegram"] {
+            let args: Vec<String> = line.split(' ').map(String::from).collect();
+            let e = route(&args, |_| None, || None).unwrap_err();
+            assert_eq!(e.exit_code(), 100, "{}", line);
+        }
+    }
+
+    #[test]
+    fn upstreams_own_options_and_spellings_are_understood() {
+        // -p after the verb, as upstream finds it anywhere
+        assert_eq!(
+            r("gateway start -p writer"),
+            lc("start", Some("writer"), false)
+        );
+        assert_eq!(
+            r("gateway stop --profile writer --wait"),
+            lc("stop", Some("writer"), true)
+        );
+        assert_eq!(
+            r("gateway restart --profile=writer"),
+            lc("restart", Some("writer"), false)
+        );
+        // --system (one supervisor here), --platform X (upstream's hidden, ignored flag)
+        assert_eq!(
+            r("gateway stop --system"),
+            lc("stop", Some("default"), false)
+        );
+        assert_eq!(
+            r("gateway restart --platform telegram --wait"),
+            lc("restart", Some("default"), true)
+        );
+        assert_eq!(
+            r("gateway start --platform=discord"),
+            lc("start", Some("default"), false)
+        );
+        assert_eq!(
+            r("-p coder gateway status --deep -l --platform x"),
+            Route::Status(Some(pr("coder")))
+        );
+        // no verb means run; --accept-hooks goes before the verb
+        assert_eq!(r("gateway"), Route::RunInForeground(pr("default")));
+        assert_eq!(
+            r("gateway --accept-hooks"),
+            Route::RunInForeground(pr("default"))
+        );
+        assert_eq!(
+            r("-p coder gateway --accept-hooks run --replace"),
+            Route::RunInForeground(pr("coder"))
+        );
+        // after `--`, a -p is somebody else's
+        assert_eq!(r("gateway -- -p coder"), Route::Upstream);
+    }
+
+    #[test]
+    fn the_sticky_profile_of_profile_use_is_the_target_unless_one_is_named() {
+        let a = |line: &str| r_full(line, &[], Some("writer"));
+        assert_eq!(a("gateway stop"), lc("stop", Some("writer"), false));
+        assert_eq!(a("gateway status"), Route::Status(Some(pr("writer"))));
+        assert_eq!(a("gateway run"), Route::RunInForeground(pr("writer")));
+        assert_eq!(a("-p coder gateway stop"), lc("stop", Some("coder"), false));
+        assert_eq!(a("gateway stop --all"), lc("stop", None, false));
+        // the supervised gateway's slot fixes its profile (upstream's exception)
+        assert_eq!(
+            r_full(
+                "gateway run",
+                &[("HERMES_S6_SUPERVISED_CHILD", "1")],
+                Some("writer")
+            ),
+            Route::Upstream
+        );
+        // a name upstream would refuse: upstream says so
+        assert_eq!(r_full("gateway stop", &[], Some("Bad")), Route::Upstream);
+        assert_eq!(
+            r_full("profile create x", &[], Some("Bad")),
+            Route::ProfileCreate(pr("x"))
+        );
     }
 
     #[test]
@@ -464,8 +621,8 @@ mod tests {
             "",
             "--version",
             "chat",
-            "gateway",
             "gateway install",
+            "gateway -h",
             "profile list",
             "-p Bad gateway stop",
         ] {

@@ -43,6 +43,13 @@ pub fn profile_of(entry: &str) -> Option<Profile> {
     Profile::parse(entry.strip_prefix(PREFIX)?).ok()
 }
 
+/// A registered slot hermes-s6 did not build (no `data/env`): upstream's own
+/// hook made it.
+pub fn is_foreign(cfg: &Config, p: &str) -> bool {
+    let dir = cfg.slot_dir(p);
+    is_registered(cfg, p) && !fs::symlink_metadata(dir.join("data/env")).is_ok_and(|m| m.is_file())
+}
+
 /// Is P's slot published (a real directory, not a symlink)?
 pub fn is_registered(cfg: &Config, p: &str) -> bool {
     fs::symlink_metadata(cfg.slot_dir(p)).is_ok_and(|m| m.is_dir())

@@ -541,3 +541,90 @@ fn past_the_scanners_size_default_and_the_profiles_meant_to_run_come_first_and_t
     assert!(o.stderr.contains("not registered: aa, bb"), "{}", o.stderr);
     assert_eq!(f.hs(&["list"]).ok().stdout, "cc\ndd\ndefault\n");
 }
+
+/// `hermes …` through the front: this binary under the name `hermes`, with
+/// `cli` standing in for upstream's CLI.
+fn front(f: &Scandir, cli: &std::path::Path, args: &[&str]) -> common::Out {
+    use std::os::unix::process::CommandExt;
+    let mut c = f.command(args);
+    c.arg0("hermes").env("HERMES_S6_HERMES", cli);
+    Scandir::run_cmd(c)
+}
+
+#[test]
+fn profile_create_replaces_a_slot_upstreams_own_hook_published() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Scandir::new("front-create");
+    // upstream's CLI makes the profile, then its hook publishes its own slot
+    // (as it can where the scan directory is /run/service)
+    let cli = f.root.join("upstream-hermes");
+    fs::write(
+        &cli,
+        format!(
+            "#!/bin/sh\n[ \"$1 $2\" = 'profile create' ] || exit 3\n\
+             mkdir -p {h}/profiles/$3 && echo soul > {h}/profiles/$3/SOUL.md\n\
+             mkdir {s}/gateway-$3 && printf '#!/bin/sh\\nexec sleep 1000\\n' > {s}/gateway-$3/run\n",
+            h = f.home.display(),
+            s = f.scandir.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&cli, fs::Permissions::from_mode(0o755)).unwrap();
+    let o = front(&f, &cli, &["profile", "create", "coder"]);
+    assert_eq!(o.code, 0, "{:?}", o);
+    assert!(
+        o.stderr
+            .contains("replacing the s6 slot upstream's hook made"),
+        "{:?}",
+        o
+    );
+    let slot = f.scandir.join("gateway-coder");
+    assert!(slot.join("data/env").is_file(), "hermes-s6's slot");
+    assert!(fs::read_to_string(slot.join("run"))
+        .unwrap()
+        .contains(" run -"));
+    assert!(slot.join("down").is_file(), "registered down");
+    // a slot of ours is kept as it is
+    let before = fs::metadata(slot.join("run")).unwrap();
+    fs::remove_dir_all(f.home_of("coder")).unwrap();
+    fs::write(&cli, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::create_dir_all(f.home_of("coder")).unwrap();
+    fs::write(f.home_of("coder").join("SOUL.md"), "x").unwrap();
+    let o = front(&f, &cli, &["profile", "create", "coder"]);
+    assert_eq!(o.code, 0, "{:?}", o);
+    assert!(!o.stderr.contains("replacing"), "{:?}", o);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(slot.join("run")).unwrap().ino(), before.ino());
+}
+
+#[test]
+fn the_front_acts_on_the_sticky_profile_and_finds_p_after_the_verb() {
+    let f = Scandir::new("front-sticky");
+    f.profile("writer");
+    f.profile("coder");
+    let cli = std::path::Path::new("/bin/false"); // never reached
+    let shown = |args: &[&str]| {
+        let o = front(&f, cli, args);
+        assert_eq!(o.code, 0, "{:?}", o);
+        o.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("profile="))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        shown(&["gateway", "status"]),
+        ["default", "coder", "writer"]
+    );
+    fs::write(f.home.join("active_profile"), "writer\n").unwrap();
+    assert_eq!(shown(&["gateway", "status"]), ["writer"]);
+    assert_eq!(
+        shown(&["gateway", "status", "-p", "coder", "--platform", "x"]),
+        ["coder"]
+    );
+    fs::write(f.home.join("active_profile"), "default\n").unwrap();
+    assert_eq!(
+        shown(&["gateway", "status"]),
+        ["default", "coder", "writer"]
+    );
+}
