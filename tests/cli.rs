@@ -542,12 +542,17 @@ fn past_the_scanners_size_default_and_the_profiles_meant_to_run_come_first_and_t
     assert_eq!(f.hs(&["list"]).ok().stdout, "cc\ndd\ndefault\n");
 }
 
-/// `hermes …` through the front: this binary under the name `hermes`, with
-/// `cli` standing in for upstream's CLI.
+/// `hermes …` through the front: a link named `hermes` to this binary, as
+/// installed (an argv[0] alone does not survive qemu-user), with `cli`
+/// standing in for upstream's CLI.
 fn front(f: &Scandir, cli: &std::path::Path, args: &[&str]) -> common::Out {
-    use std::os::unix::process::CommandExt;
-    let mut c = f.command(args);
-    c.arg0("hermes").env("HERMES_S6_HERMES", cli);
+    let link = f.root.join("bin/hermes");
+    if !link.exists() {
+        fs::create_dir_all(f.root.join("bin")).unwrap();
+        symlink(BIN, &link).unwrap();
+    }
+    let mut c = f.command_of(&link, args);
+    c.env("HERMES_S6_HERMES", cli);
     Scandir::run_cmd(c)
 }
 

@@ -264,7 +264,13 @@ impl Scandir {
 
     /// The command for `hermes-s6 ARGS` with the fixture's environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        self.command_of(Path::new(BIN), args)
+    }
+
+    /// [`Scandir::command`] for `program` (a link to the binary under
+    /// another name, say `hermes`).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .env("HERMES_HOME", &self.home)
             .env("HERMES_S6_SCANDIR", &self.scandir)
