@@ -127,10 +127,14 @@ refute "the gateway never lost a race against its own dead pid" \
   grep -q "PID file race lost" "$H/logs/gateways/coder/current"
 check_eq "crashes keep the run-intent" running jkey coder desired_state
 
-section "docker stop: an unmarked SIGTERM (the gateway exits 1, or 0 in its startup) is a shutdown"
+section "docker stop: an unmarked SIGTERM keeps the run-intent (exit 1: a shutdown; exit 0: a deliberate exit)"
 e2e_stop > "$E2E_TMP/stop.log" 2>&1
 for p in default coder; do
-  check_eq "$p: desired_state=running gateway_state=running exit_reason=shutdown" "running running shutdown" \
+  # The gateway exits 1 on an unmarked SIGTERM (SPEC §7: a shutdown); one
+  # that lands before its startup returned makes it exit 0, which SPEC §3.3
+  # parks as a deliberate exit. Either way desired_state keeps it running.
+  check_match "$p: desired_state=running, and shutdown (exit 1) or a deliberate exit (exit 0)" \
+    '^running (running shutdown|stopped clean_exit)$' \
     sh -c "echo $(jkey "$p" desired_state) $(jkey "$p" gateway_state) $(jkey "$p" exit_reason)"
 done
 
