@@ -510,48 +510,50 @@ mod tests {
 
     #[test]
     fn upstreams_own_options_and_spellings_are_understood() {
-        // -p after the verb, as upstream finds it anywhere
-        assert_eq!(
-            r("gateway start -p writer"),
-            lc("start", Some("writer"), false)
-        );
-        assert_eq!(
-            r("gateway stop --profile writer --wait"),
-            lc("stop", Some("writer"), true)
-        );
-        assert_eq!(
-            r("gateway restart --profile=writer"),
-            lc("restart", Some("writer"), false)
-        );
-        // --system (one supervisor here), --platform X (upstream's hidden, ignored flag)
-        assert_eq!(
-            r("gateway stop --system"),
-            lc("stop", Some("default"), false)
-        );
-        assert_eq!(
-            r("gateway restart --platform telegram --wait"),
-            lc("restart", Some("default"), true)
-        );
-        assert_eq!(
-            r("gateway start --platform=discord"),
-            lc("start", Some("default"), false)
-        );
-        assert_eq!(
-            r("-p coder gateway status --deep -l --platform x"),
-            Route::Status(Some(pr("coder")))
-        );
-        // no verb means run; --accept-hooks goes before the verb
-        assert_eq!(r("gateway"), Route::RunInForeground(pr("default")));
-        assert_eq!(
-            r("gateway --accept-hooks"),
-            Route::RunInForeground(pr("default"))
-        );
-        assert_eq!(
-            r("-p coder gateway --accept-hooks run --replace"),
-            Route::RunInForeground(pr("coder"))
-        );
-        // after `--`, a -p is somebody else's
-        assert_eq!(r("gateway -- -p coder"), Route::Upstream);
+        let cases = [
+            // -p after the verb, as upstream finds it anywhere
+            (
+                "gateway start -p writer",
+                lc("start", Some("writer"), false),
+            ),
+            (
+                "gateway stop --profile writer --wait",
+                lc("stop", Some("writer"), true),
+            ),
+            (
+                "gateway restart --profile=writer",
+                lc("restart", Some("writer"), false),
+            ),
+            // --system (one supervisor here), --platform X (upstream's hidden, ignored flag)
+            ("gateway stop --system", lc("stop", Some("default"), false)),
+            (
+                "gateway restart --platform telegram --wait",
+                lc("restart", Some("default"), true),
+            ),
+            (
+                "gateway start --platform=discord",
+                lc("start", Some("default"), false),
+            ),
+            (
+                "-p coder gateway status --deep -l --platform x",
+                Route::Status(Some(pr("coder"))),
+            ),
+            // no verb means run; --accept-hooks goes before the verb
+            ("gateway", Route::RunInForeground(pr("default"))),
+            (
+                "gateway --accept-hooks",
+                Route::RunInForeground(pr("default")),
+            ),
+            (
+                "-p coder gateway --accept-hooks run --replace",
+                Route::RunInForeground(pr("coder")),
+            ),
+            // after `--`, a -p is somebody else's
+            ("gateway -- -p coder", Route::Upstream),
+        ];
+        for (line, want) in cases {
+            assert_eq!(r(line), want, "{}", line);
+        }
     }
 
     #[test]
