@@ -55,7 +55,10 @@ check "hermes gateway stop --all" xh hermes gateway stop --all
 wait_for "...every gateway goes down" 10000 sh -c "[ \"\$('$CT/exec-as-hermes.sh' hermes-s6 status | grep -c ' s6=down ')\" = 2 ]"
 check "hermes gateway start --all --wait" xh hermes gateway start --all --wait --timeout "$READY_MS"
 check "...every gateway is ready" sh -c "'$CT/exec-as-hermes.sh' hermes-s6 status | grep -c ' health=ready ' | grep -qx 2"
-refute "an option hermes-s6 does not have is refused, not ignored" xh hermes gateway stop --system
+refute "an option neither hermes-s6 nor upstream has is refused, not ignored" xh hermes gateway stop --bogus
+check "upstream's own --system and hidden --platform X are accepted, as its s6 path does" \
+  xh hermes gateway restart --system --platform telegram --wait --timeout "$READY_MS"
+check "...default is ready again" sh -c "'$CT/exec-as-hermes.sh' hermes-s6 status default | grep -q ' health=ready '"
 
 section "hermes profile delete while its gateway runs: unregistered first, no respawn"
 pid=$(gwpid coder)
