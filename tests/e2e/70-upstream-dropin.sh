@@ -59,6 +59,12 @@ refute "an option neither hermes-s6 nor upstream has is refused, not ignored" xh
 check "upstream's own --system and hidden --platform X are accepted, as its s6 path does" \
   xh hermes gateway restart --system --platform telegram --wait --timeout "$READY_MS"
 check "...default is ready again" sh -c "'$CT/exec-as-hermes.sh' hermes-s6 status default | grep -q ' health=ready '"
+check "hermes profile use coder (upstream's sticky profile)" xh hermes profile use coder
+check_eq "hermes gateway status: the sticky profile's gateway alone" "coder" \
+  sh -c "'$CT/exec-as-hermes.sh' hermes gateway status | sed -n 's/^profile=\([^ ]*\) .*/\1/p'"
+check "hermes profile use default" xh hermes profile use default
+check_eq "hermes gateway status: every profile again" "2" \
+  sh -c "'$CT/exec-as-hermes.sh' hermes gateway status | grep -c '^profile='"
 
 section "hermes profile delete while its gateway runs: unregistered first, no respawn"
 pid=$(gwpid coder)
