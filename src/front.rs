@@ -101,16 +101,18 @@ pub fn route(
     active: impl FnOnce() -> Option<String>,
 ) -> Result<Route> {
     let (explicit, rest) = take_profile(args);
-    let supervised = env("HERMES_S6_SUPERVISED_CHILD").is_some_and(|v| !v.is_empty());
-    // No flag: upstream's sticky profile (`active_profile`), except in the
-    // supervised gateway itself, whose slot fixes its profile.
-    let named = explicit.or_else(|| if supervised { None } else { active() });
     match rest.first().map(String::as_str) {
-        // (not a valid name: upstream reports it in its own words)
-        Some("gateway") => match Profile::parse(named.as_deref().unwrap_or(DEFAULT)) {
-            Ok(target) => gateway(&rest[1..], target, named.is_some(), supervised, &env),
-            Err(_) => Ok(Route::Upstream),
-        },
+        Some("gateway") => {
+            let supervised = env("HERMES_S6_SUPERVISED_CHILD").is_some_and(|v| !v.is_empty());
+            // No flag: upstream's sticky profile (`active_profile`), except
+            // in the supervised gateway itself, whose slot fixes its profile.
+            let named = explicit.or_else(|| if supervised { None } else { active() });
+            // (not a valid name: upstream reports it in its own words)
+            match Profile::parse(named.as_deref().unwrap_or(DEFAULT)) {
+                Ok(target) => gateway(&rest[1..], target, named.is_some(), supervised, &env),
+                Err(_) => Ok(Route::Upstream),
+            }
+        }
         Some("profile") => {
             let verb = rest.get(1).map(String::as_str);
             let opts: &[&str] = if verb == Some("create") {
@@ -364,19 +366,21 @@ pub fn main(args: Vec<OsString>) -> Result<i32> {
             // Upstream's own create hook publishes its slot where it can (a
             // root layout's /run/service is writable by hermes): none of
             // run/finish would be hermes-s6's. Replaced by ours.
-            if rc == 0 && cfg.is_real(&p) && slot::is_foreign(&cfg, &p) {
-                warn(format_args!(
-                    "profile '{}': replacing the s6 slot upstream's hook made with hermes-s6's",
-                    p
-                ));
-                ops::unregister(&cfg, &p, Wait::default())?;
-            }
-            if rc == 0 && cfg.is_real(&p) && !slot::is_registered(&cfg, &p) {
-                ops::register(&cfg, &p, false)?;
-                eprintln!(
-                    "hermes-s6: registered the s6 gateway slot for profile '{}' (down)",
-                    p
-                );
+            if rc == 0 && cfg.is_real(&p) {
+                if slot::is_foreign(&cfg, &p) {
+                    warn(format_args!(
+                        "profile '{}': replacing the s6 slot upstream's hook made with hermes-s6's",
+                        p
+                    ));
+                    ops::unregister(&cfg, &p, Wait::default())?;
+                }
+                if !slot::is_registered(&cfg, &p) {
+                    ops::register(&cfg, &p, false)?;
+                    eprintln!(
+                        "hermes-s6: registered the s6 gateway slot for profile '{}' (down)",
+                        p
+                    );
+                }
             }
             Ok(rc)
         }

@@ -274,19 +274,13 @@ pub fn take_or_stand_by(
     slot: &Path,
 ) -> Result<Option<Lease>> {
     let home = cfg.home(p);
-    let gone = || {
-        crate::error::refused(format!(
-            "profile '{}' no longer exists: not starting its gateway",
-            p
-        ))
-    };
     let mut waited = false;
     loop {
         // A standby takes over only a profile meant to run: after an
         // operator's stop on the holder it does not even touch the lease
         // (the holder's finish writes its record under it).
         if waited && !cfg.is_real(p) {
-            return Err(gone());
+            return Err(cfg.gone(p));
         }
         if waited && !intent_running(&home) {
             std::thread::sleep(POLL);
@@ -323,7 +317,7 @@ pub fn take_or_stand_by(
             Ok(None) => {}
             Err(e) => {
                 if !cfg.is_real(p) {
-                    return Err(gone());
+                    return Err(cfg.gone(p));
                 }
                 // A lease that exists but cannot be taken (another
                 // container's uid, a directory planted there) may guard a

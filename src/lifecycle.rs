@@ -266,11 +266,7 @@ pub fn run(cfg: &Config, p: &Profile, argv: Vec<String>) -> Result<()> {
     // A deleted profile's slot must not respawn its gateway forever: say it
     // once; finish parks the slot.
     if !cfg.is_real(p) {
-        return Err(crate::error::refused(format!(
-            "profile '{}' no longer exists ({} has no SOUL.md): not starting its gateway",
-            p,
-            home.display()
-        )));
+        return Err(cfg.gone(p));
     }
     // One gateway per profile across containers (SPEC §8): while another
     // container's gateway holds the lease, this run stands by, writing

@@ -51,17 +51,6 @@ fn no_such(cfg: &Config, p: &str) -> Error {
     ))
 }
 
-/// A slot whose profile was deleted: its gateway is not brought up (`run`
-/// would refuse it), and there is no home to write an intent into.
-fn gone(cfg: &Config, p: &str) -> Error {
-    refused(format!(
-        "profile '{}' no longer exists ({} has no SOUL.md): not starting its gateway (`hermes-s6 unregister {}` removes its slot)",
-        p,
-        cfg.home(p).display(),
-        p
-    ))
-}
-
 /// The state file as it was before a command touched it, and what the command wrote.
 pub struct Snapshot {
     /// The file's bytes (None: no file), kept only when they are what the locked update
@@ -389,7 +378,7 @@ fn begin_running(
     let home = cfg.home(p);
     match (cfg.reality(p), slot::is_registered(cfg, p)) {
         (Reality::Real, _) => {}
-        (Reality::Gone, true) => return Err(gone(cfg, p)),
+        (Reality::Gone, true) => return Err(cfg.gone(p)),
         // unreadable: the state write below says what is wrong
         (Reality::Unknown(_), true) => {}
         (_, false) => return Err(no_such(cfg, p)),
@@ -579,7 +568,7 @@ pub fn all(cfg: &Config, include_real: bool, up: bool) -> Result<Vec<Profile>> {
         v.retain(|p| {
             let deleted = matches!(cfg.reality(p), Reality::Gone);
             if deleted {
-                warn(format_args!("skipping {}", gone(cfg, p).message()));
+                warn(format_args!("skipping {}", cfg.gone(p).message()));
             }
             !deleted
         });

@@ -227,6 +227,17 @@ impl Config {
         }
     }
 
+    /// The refusal for a slot whose profile was deleted (not real any more):
+    /// nothing brings its gateway up — `run`, its standby, `start`.
+    pub fn gone(&self, p: &str) -> Error {
+        refused(format!(
+            "profile '{}' no longer exists ({} has no SOUL.md): not starting its gateway (`hermes-s6 unregister {}` removes its slot)",
+            p,
+            self.home(p).display(),
+            p
+        ))
+    }
+
     /// Is P a real profile? (SPEC §1; the rule is [`home_reality`].)
     pub fn is_real(&self, p: &str) -> bool {
         matches!(self.reality(p), Reality::Real)
